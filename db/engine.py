@@ -1,0 +1,146 @@
+"""Engines and transactions for SQLite (the embedded default) and PostgreSQL.
+
+SQLite is made fit for several processes: WAL journal (checked, not assumed), a busy
+timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for write transactions so two writers
+queue on the lock up front instead of failing halfway with "database is locked".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlmodel import Session
+
+_BEGIN_OPTION = "chatedit_sqlite_begin"
+
+
+class DatabaseConfigError(RuntimeError):
+    """The database URL or the database itself cannot be used as configured."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{reason} (database: {url})")
+        self.url = url
+        self.reason = reason
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    if url.database in (None, "", ":memory:") or str(url.database).startswith("file:"):
+        return None
+    return Path(url.database)
+
+
+def _install_sqlite_pragmas(engine: Engine, url_text: str, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to us: pysqlite's implicit BEGIN cannot be IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DatabaseConfigError(
+                    url_text, f"SQLite refused WAL mode (journal_mode is {mode!r}); is the file on a network share?"
+                )
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # Safe with WAL: a power cut may lose the last commits, never corrupts the file.
+            cur.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, echo: bool = False) -> Engine:
+    """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is None:
+            raise DatabaseConfigError(url, "An in-memory SQLite database cannot be shared by the app and its workers")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        _install_sqlite_pragmas(engine, url, busy_timeout_ms)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    raise DatabaseConfigError(url, f"Unsupported database {backend!r}; use sqlite:///PATH or postgresql+psycopg://...")
+
+
+class Database:
+    """One database: its engine, plus read and write transactions that do the right thing per dialect."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, echo=echo)
+        self.dialect = self.engine.dialect.name
+        self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (deferred on SQLite: it takes no write lock)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on success. ``BEGIN IMMEDIATE`` on SQLite."""
+        with self._writer.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session for reads; call ``write_session`` to change rows."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """An ORM session whose transaction is a write transaction, committed on success."""
+        with Session(self._writer, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    def sqlite_pragma(self, name: str) -> Any:
+        """Read one PRAGMA (tests and the Status page check that WAL really took)."""
+        if not self.is_sqlite:
+            raise DatabaseConfigError(self.url, "PRAGMAs exist only on SQLite")
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"

@@ -1,0 +1,230 @@
+"""SQLModel tables of ChatEdit.
+
+Image bytes never live in these rows: they are blobs addressed by sha256 (see
+``db.blobs``), so an image row is a record about bytes, not the bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from db.types import BigIntId, JSONType, UTCDateTime, utcnow
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
+JOB_LANES = ("interactive", "gpu", "batch")
+CHAT_ROLES = ("system", "user", "assistant")
+
+#: Created by the first migration: owns everything until login lands.
+LOCAL_USER_ID = 1
+LOCAL_USER_NAME = "local"
+
+
+def _created_at() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, nullable=False)
+    display_name: str = Field(default="", max_length=128)
+    is_admin: bool = Field(default=False, nullable=False)
+    created_at: datetime = _created_at()
+
+
+class Image(SQLModel, table=True):
+    __tablename__ = "images"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64, unique=True, nullable=False)
+    width: int = Field(nullable=False)
+    height: int = Field(nullable=False)
+    format: str = Field(max_length=16, nullable=False)
+    byte_size: int = Field(nullable=False)
+    blob_key: str = Field(max_length=64, nullable=False)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+
+
+class Segmentation(SQLModel, table=True):
+    """A label map cached per (image, model): the same image is never segmented twice."""
+
+    __tablename__ = "segmentations"
+    __table_args__ = (sa.UniqueConstraint("image_id", "model_id", name="uq_segmentations_image_model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", nullable=False, index=True)
+    model_id: str = Field(max_length=255, nullable=False)
+    label_map_key: str = Field(max_length=64, nullable=False)
+    #: [{"name": "Hair", "id": 2, "share": 0.12}, ...] for labels present in the image.
+    labels: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    created_at: datetime = _created_at()
+
+
+class History(SQLModel, table=True):
+    __tablename__ = "histories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(default="", max_length=200)
+    owner_id: int = Field(foreign_key="users.id", nullable=False, index=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class Job(SQLModel, table=True):
+    """One unit of work for a worker. Only ``jobs.queue`` reads or writes these rows."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN ({_quoted(JOB_STATUSES)})", name="ck_jobs_status"),
+        sa.CheckConstraint(f"lane IN ({_quoted(JOB_LANES)})", name="ck_jobs_lane"),
+        sa.CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="ck_jobs_attempts"),
+        sa.CheckConstraint("progress >= 0 AND progress <= 1", name="ck_jobs_progress"),
+        # The claim: the next queued job of a lane, by priority, then fair rank, then age.
+        sa.Index(
+            "ix_jobs_claim",
+            "lane",
+            sa.text("priority DESC"),
+            "fair_rank",
+            "id",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        # Fair ranks at enqueue: the owner's last queued rank and the lane's lowest.
+        sa.Index(
+            "ix_jobs_owner_rank",
+            "owner_id",
+            "lane",
+            "fair_rank",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        sa.Index(
+            "ix_jobs_lane_rank",
+            "lane",
+            "fair_rank",
+            sqlite_where=sa.text("status = 'queued'"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
+        # The reaper: running jobs whose lease ran out.
+        sa.Index(
+            "ix_jobs_lease",
+            "lease_expires_at",
+            sqlite_where=sa.text("status = 'running'"),
+            postgresql_where=sa.text("status = 'running'"),
+        ),
+        sa.Index("ix_jobs_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    kind: str = Field(max_length=64, nullable=False)
+    lane: str = Field(max_length=16, nullable=False)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    priority: int = Field(default=0, nullable=False)
+    owner_id: int = Field(foreign_key="users.id", nullable=False)
+    status: str = Field(default="queued", max_length=16, nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    max_attempts: int = Field(default=3, nullable=False)
+    run_after: datetime = _created_at()
+    #: Round-robin across owners: an owner's jobs get consecutive ranks, starting no
+    #: lower than the lane's lowest queued rank, so a newcomer's job is not behind
+    #: another person's backlog.
+    fair_rank: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_requested: bool = Field(default=False, nullable=False)
+    progress: float = Field(default=0.0, nullable=False)
+    progress_message: str | None = Field(default=None, max_length=500)
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    error_type: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    error_traceback: str | None = Field(default=None, sa_type=sa.Text)
+    retry_of: int | None = Field(default=None, sa_type=BigIntId, foreign_key="jobs.id")
+    created_at: datetime = _created_at()
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = _created_at()
+
+
+class JobOutput(SQLModel, table=True):
+    """A named output of a job. Keyed by (job, name) so a re-run job writes it once."""
+
+    __tablename__ = "job_outputs"
+    __table_args__ = (sa.UniqueConstraint("job_id", "name", name="uq_job_outputs_job_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(sa_type=BigIntId, foreign_key="jobs.id", nullable=False, index=True)
+    name: str = Field(max_length=200, nullable=False)
+    blob_key: str = Field(max_length=64, nullable=False)
+    byte_size: int = Field(nullable=False)
+    created_at: datetime = _created_at()
+
+
+class Step(SQLModel, table=True):
+    """A node of a history's tree: the image after running some commands on its parent."""
+
+    __tablename__ = "steps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    history_id: int = Field(foreign_key="histories.id", nullable=False, index=True)
+    parent_id: int | None = Field(default=None, foreign_key="steps.id", index=True)
+    image_id: int | None = Field(default=None, foreign_key="images.id")
+    commands: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    #: Unique: a job that runs twice (at-least-once delivery) still makes one step.
+    job_id: int | None = Field(default=None, sa_type=BigIntId, foreign_key="jobs.id", unique=True)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+
+
+class ChatMessage(SQLModel, table=True):
+    __tablename__ = "chat_messages"
+    __table_args__ = (sa.CheckConstraint(f"role IN ({_quoted(CHAT_ROLES)})", name="ck_chat_messages_role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    history_id: int = Field(foreign_key="histories.id", nullable=False, index=True)
+    role: str = Field(max_length=16, nullable=False)
+    content: str = Field(sa_type=sa.Text, nullable=False)
+    #: Commands extracted from an assistant reply, with validation outcome.
+    commands: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONType)
+    author_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = _created_at()
+
+
+class WorkerRecord(SQLModel, table=True):
+    """A worker process as it last reported itself (for the Status page and the reaper)."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(max_length=128, primary_key=True)
+    host: str = Field(max_length=255, nullable=False)
+    pid: int = Field(nullable=False)
+    lanes: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    concurrency: int = Field(default=1, nullable=False)
+    gpu_name: str | None = Field(default=None, max_length=255)
+    current_jobs: list[int] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    started_at: datetime = _created_at()
+    heartbeat_at: datetime = _created_at()
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Blob(SQLModel, table=True):
+    """Image bytes kept in the database (blob store ``db``): no shared disk for remote workers."""
+
+    __tablename__ = "blobs"
+
+    sha256: str = Field(max_length=64, primary_key=True)
+    byte_size: int = Field(nullable=False)
+    data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    created_at: datetime = _created_at()

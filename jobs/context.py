@@ -1,0 +1,83 @@
+"""What a handler gets: its job, the services, progress reporting and cooperative stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jobs.errors import JobCancelled, LeaseLost, WorkerStopping
+from jobs.queue import JobRecord
+
+if TYPE_CHECKING:
+    from jobs.services import Services
+
+
+@dataclass
+class StopSignals:
+    """Flags the worker sets for one running job; the handler reads them via the context."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class JobContext:
+    """The handler's view of its job.
+
+    Progress writes are throttled (a diffusion loop may call ``progress`` 60 times a
+    second); a cancel request is noticed at the next ``progress`` or ``check`` call,
+    from the heartbeat, a progress write's answer or a PostgreSQL notification.
+    """
+
+    #: Minimum seconds between two progress writes (the first and the last always go through).
+    progress_interval_s = 0.25
+
+    def __init__(self, job: JobRecord, services: Services, worker_id: str, signals: StopSignals | None = None) -> None:
+        self.job = job
+        self.services = services
+        self.worker_id = worker_id
+        self.signals = signals or StopSignals()
+        self._last_progress_write = 0.0
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempts
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the handler ought to stop (for callbacks that cannot raise, e.g. a pipeline interrupt flag)."""
+        s = self.signals
+        return s.cancel.is_set() or s.release.is_set() or s.lost.is_set()
+
+    def check(self) -> None:
+        """Raise if the job must stop now: cancelled, handed back on shutdown, or lost."""
+        if self.signals.lost.is_set():
+            raise LeaseLost(self.job.id)
+        if self.signals.cancel.is_set():
+            raise JobCancelled(self.job.id)
+        if self.signals.release.is_set():
+            raise WorkerStopping(self.job.id)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the job is (0..1), then stop here if it must stop."""
+        now = time.monotonic()
+        if fraction >= 1.0 or self._last_progress_write == 0.0 or now - self._last_progress_write >= self.progress_interval_s:
+            self._last_progress_write = now
+            state = self.services.queue.report_progress(self.job.id, self.worker_id, fraction, message)
+            if not state.owned:
+                self.signals.lost.set()
+            elif state.cancel_requested:
+                self.signals.cancel.set()
+        self.check()
+
+    def save_output(self, name: str, data: bytes) -> str:
+        """Store bytes as this job's output ``name``; idempotent when the job runs again."""
+        key = self.services.blobs.put(data)
+        self.services.queue.record_output(self.job.id, name, key, len(data))
+        return key

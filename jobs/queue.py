@@ -1,0 +1,615 @@
+"""The job queue: the only module that speaks SQL about jobs, workers and job outputs.
+
+Delivery is at-least-once. A worker claims a job with a lease and renews it while it
+runs; the reaper puts jobs whose lease ran out back in the queue, so a job may run
+twice and handlers write their outputs keyed by job id. Every status change is guarded
+by the status it expects (and, for running jobs, by the lease owner), so each method
+returns whether *this* caller won, and a terminal status is never left (a database
+trigger enforces that too).
+
+Claim order within a lane: priority (higher first), then fair rank (round-robin across
+owners), then age. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` and wakes workers
+with NOTIFY; SQLite runs the same claim inside ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from db.engine import Database
+from db.models import JOB_LANES, LOCAL_USER_ID, Job, JobOutput, WorkerRecord
+from db.types import UTCDateTime, utcnow
+from jobs.errors import InvalidJobRequest, JobNotFound, PermanentError, RetryableError
+
+NOTIFY_CHANNEL = "chatedit_jobs"
+CANCEL_PREFIX = "cancel:"
+
+jobs_t: sa.Table = Job.__table__  # type: ignore[assignment]
+outputs_t: sa.Table = JobOutput.__table__  # type: ignore[assignment]
+workers_t: sa.Table = WorkerRecord.__table__  # type: ignore[assignment]
+c = jobs_t.c
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as read from the database (a snapshot; re-read to see later changes)."""
+
+    id: int
+    kind: str
+    lane: str
+    payload: dict[str, Any]
+    priority: int
+    owner_id: int
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    fair_rank: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    progress: float
+    progress_message: str | None
+    result: dict[str, Any] | None
+    error_type: str | None
+    error_message: str | None
+    error_traceback: str | None
+    retry_of: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> JobRecord:
+        data = dict(row._mapping)
+        data["status"] = JobStatus(data["status"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+
+_JOB_COLUMNS = [jobs_t.c[f.name] for f in JobRecord.__dataclass_fields__.values()]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in a job, as stored in its row."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        tb = "".join(traceback.format_exception(exc))
+        return cls(type=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=tb)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt is tried again, and after how long.
+
+    Exponential backoff with jitter, for errors that may pass on their own; anything
+    else (including a plain bug) fails the job at once rather than repeating it.
+    """
+
+    base_delay_s: float = 2.0
+    factor: float = 2.0
+    max_delay_s: float = 300.0
+    jitter: float = 0.25
+    retry_on: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError)
+    never_retry: tuple[type[BaseException], ...] = (PermanentError,)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.retry_on) and not isinstance(exc, self.never_retry)
+
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before attempt ``attempt + 1``, after ``attempt`` failed (1-based)."""
+        base = min(self.max_delay_s, self.base_delay_s * self.factor ** max(0, attempt - 1))
+        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, base * (1.0 + spread))
+
+
+class CancelOutcome(StrEnum):
+    CANCELLED = "cancelled"  # it was queued and is now cancelled
+    REQUESTED = "requested"  # it is running; the handler will see the request and stop
+    ALREADY_FINISHED = "already_finished"
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """A running job as its worker sees it after a heartbeat or progress report."""
+
+    owned: bool
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    requeued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.failed + self.cancelled
+
+
+@dataclass(frozen=True)
+class JobOutputRecord:
+    job_id: int
+    name: str
+    blob_key: str
+    byte_size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    lanes: list[str]
+    concurrency: int
+    gpu_name: str | None
+    current_jobs: list[int]
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+@dataclass
+class JobQueue:
+    """Submit, observe and settle jobs on one database."""
+
+    database: Database
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Callable[[], datetime] = utcnow
+    default_max_attempts: int = 3
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self._insert = postgresql.insert if self.database.is_postgres else sqlite.insert
+
+    # ------------------------------------------------------------------ submit / observe
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        lane: str = "interactive",
+        priority: int = 0,
+        owner_id: int = LOCAL_USER_ID,
+        max_attempts: int | None = None,
+        run_after: datetime | None = None,
+    ) -> int:
+        """Queue one job; returns its id. On PostgreSQL, waiting workers of the lane wake at commit."""
+        return self.enqueue_many(
+            [dict(kind=kind, payload=payload, lane=lane, priority=priority, owner_id=owner_id,
+                  max_attempts=max_attempts, run_after=run_after)]
+        )[0]
+
+    def enqueue_many(self, specs: Iterable[dict[str, Any]]) -> list[int]:
+        """Queue several jobs in one transaction (same keywords as :meth:`enqueue`)."""
+        now = self.clock()
+        ids: list[int] = []
+        lanes: set[str] = set()
+        with self.database.write() as conn:
+            for spec in specs:
+                values = self._new_job_values(now=now, **spec)
+                values["fair_rank"] = self._fair_rank(values["owner_id"], values["lane"])
+                ids.append(conn.execute(sa.insert(jobs_t).values(**values).returning(c.id)).scalar_one())
+                lanes.add(values["lane"])
+            for lane in sorted(lanes):
+                self._notify(conn, lane)
+        return ids
+
+    def _new_job_values(
+        self,
+        *,
+        now: datetime,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        lane: str = "interactive",
+        priority: int = 0,
+        owner_id: int = LOCAL_USER_ID,
+        max_attempts: int | None = None,
+        run_after: datetime | None = None,
+    ) -> dict[str, Any]:
+        if lane not in JOB_LANES:
+            raise InvalidJobRequest(f"Unknown lane {lane!r}; use one of {', '.join(JOB_LANES)}.", lane=lane)
+        if not kind or len(kind) > 64:
+            raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=kind)
+        attempts = self.default_max_attempts if max_attempts is None else max_attempts
+        if attempts < 1:
+            raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
+        return dict(
+            kind=kind, lane=lane, payload=payload or {}, priority=int(priority), owner_id=owner_id,
+            status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts, run_after=run_after or now,
+            cancel_requested=False, progress=0.0, created_at=now, updated_at=now,
+        )
+
+    def _fair_rank(self, owner_id: int, lane: str) -> sa.ColumnElement[int]:
+        """Round-robin by virtual time: the owner's next rank, but never below the lane's lowest queued rank."""
+        queued = (c.status == JobStatus.QUEUED.value) & (c.lane == lane)
+        owner_next = sa.select(sa.func.coalesce(sa.func.max(c.fair_rank) + 1, 0)).where(
+            queued & (c.owner_id == owner_id)
+        ).scalar_subquery()
+        lane_now = sa.select(sa.func.coalesce(sa.func.min(c.fair_rank), 0)).where(queued).scalar_subquery()
+        greatest = sa.func.greatest if self.database.is_postgres else sa.func.max
+        return greatest(owner_next, lane_now)
+
+    def get(self, job_id: int) -> JobRecord:
+        with self.database.read() as conn:
+            row = conn.execute(sa.select(*_JOB_COLUMNS).where(c.id == job_id)).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobRecord.from_row(row)
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        lane: str | None = None,
+        kind: str | None = None,
+        owner_id: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> list[JobRecord]:
+        query = sa.select(*_JOB_COLUMNS)
+        if status is not None:
+            query = query.where(c.status.in_([status] if isinstance(status, str) else list(status)))
+        if lane is not None:
+            query = query.where(c.lane == lane)
+        if kind is not None:
+            query = query.where(c.kind == kind)
+        if owner_id is not None:
+            query = query.where(c.owner_id == owner_id)
+        query = query.order_by(c.id.desc() if newest_first else c.id.asc()).limit(limit)
+        with self.database.read() as conn:
+            return [JobRecord.from_row(r) for r in conn.execute(query)]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Number of jobs per (lane, status): queue depth for the Status page and `jobs list`."""
+        with self.database.read() as conn:
+            rows = conn.execute(sa.select(c.lane, c.status, sa.func.count()).group_by(c.lane, c.status))
+            return {(lane, status): n for lane, status, n in rows}
+
+    def wait(self, job_id: int, *, timeout_s: float | None = None, poll_s: float = 0.05) -> JobRecord:
+        """Block until the job is terminal (or the timeout passes) and return it as it is then."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job.terminal or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            time.sleep(poll_s)
+
+    def cancel(self, job_id: int) -> CancelOutcome:
+        """Cancel a queued job at once, or ask a running one to stop. Never retried afterwards."""
+        now = self.clock()
+        with self.database.write() as conn:
+            done = conn.execute(
+                sa.update(jobs_t)
+                .where((c.id == job_id) & (c.status == JobStatus.QUEUED.value))
+                .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=now, updated_at=now)
+            ).rowcount
+            if done:
+                return CancelOutcome.CANCELLED
+            asked = conn.execute(
+                sa.update(jobs_t)
+                .where((c.id == job_id) & (c.status == JobStatus.RUNNING.value))
+                .values(cancel_requested=True, updated_at=now)
+            ).rowcount
+            if asked:
+                self._notify(conn, f"{CANCEL_PREFIX}{job_id}")
+                return CancelOutcome.REQUESTED
+            if conn.execute(sa.select(c.id).where(c.id == job_id)).first() is None:
+                raise JobNotFound(job_id)
+            return CancelOutcome.ALREADY_FINISHED
+
+    def retry(self, job_id: int) -> int:
+        """Queue a failed or cancelled job again as a new job (the old one keeps its terminal status)."""
+        old = self.get(job_id)
+        if old.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise InvalidJobRequest(
+                f"Job {job_id} is {old.status.value}; only a failed or cancelled job can be retried.",
+                job_id=job_id, status=old.status.value,
+            )
+        now = self.clock()
+        with self.database.write() as conn:
+            values = self._new_job_values(
+                now=now, kind=old.kind, payload=old.payload, lane=old.lane, priority=old.priority,
+                owner_id=old.owner_id, max_attempts=old.max_attempts,
+            )
+            values["fair_rank"] = self._fair_rank(old.owner_id, old.lane)
+            values["retry_of"] = old.id
+            new_id = conn.execute(sa.insert(jobs_t).values(**values).returning(c.id)).scalar_one()
+            self._notify(conn, old.lane)
+        return new_id
+
+    # ------------------------------------------------------------------ worker side
+
+    def next_due(self, lanes: Sequence[str]) -> datetime | None:
+        """When the earliest queued job of these lanes may run (None: nothing queued). Takes no lock."""
+        with self.database.read() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(c.run_after)).where(
+                    (c.status == JobStatus.QUEUED.value) & c.lane.in_(list(lanes))
+                )
+            ).scalar()
+
+    def claim(self, worker_id: str, lanes: Sequence[str], *, lease_s: float) -> JobRecord | None:
+        """Take the next due job, trying the lanes in the order given; None when none is due."""
+        now = self.clock()
+        if self.database.is_sqlite:
+            # A read first: an idle SQLite worker must not take the write lock to find nothing.
+            due = self.next_due(lanes)
+            if due is None or due > now:
+                return None
+        for lane in lanes:
+            job = self._claim_from_lane(worker_id, lane, now, lease_s)
+            if job is not None:
+                return job
+        return None
+
+    def _claim_from_lane(self, worker_id: str, lane: str, now: datetime, lease_s: float) -> JobRecord | None:
+        pick = (
+            sa.select(c.id)
+            .where((c.status == JobStatus.QUEUED.value) & (c.lane == lane) & (c.run_after <= now))
+            .order_by(c.priority.desc(), c.fair_rank, c.id)
+            .limit(1)
+        )
+        if self.database.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (
+            sa.update(jobs_t)
+            .where(c.id == pick.scalar_subquery())
+            .values(
+                status=JobStatus.RUNNING.value,
+                attempts=c.attempts + 1,
+                lease_owner=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                heartbeat_at=now,
+                started_at=now,
+                updated_at=now,
+                progress=0.0,
+                progress_message=None,
+            )
+            .returning(*_JOB_COLUMNS)
+        )
+        with self.database.write() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else JobRecord.from_row(row)
+
+    def _running_by(self, job_id: int, worker_id: str) -> sa.ColumnElement[bool]:
+        return (c.id == job_id) & (c.status == JobStatus.RUNNING.value) & (c.lease_owner == worker_id)
+
+    def renew_leases(self, worker_id: str, job_ids: Sequence[int], *, lease_s: float) -> dict[int, LeaseState]:
+        """Heartbeat for the jobs this worker runs; a job missing from the answer's owned set was lost."""
+        if not job_ids:
+            return {}
+        now = self.clock()
+        with self.database.write() as conn:
+            rows = conn.execute(
+                sa.update(jobs_t)
+                .where(c.id.in_(list(job_ids)) & (c.status == JobStatus.RUNNING.value) & (c.lease_owner == worker_id))
+                .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now)
+                .returning(c.id, c.cancel_requested)
+            ).all()
+        states = {job_id: LeaseState(owned=False) for job_id in job_ids}
+        states.update({job_id: LeaseState(owned=True, cancel_requested=bool(cancel)) for job_id, cancel in rows})
+        return states
+
+    def report_progress(self, job_id: int, worker_id: str, fraction: float, message: str | None = None) -> LeaseState:
+        now = self.clock()
+        fraction = min(1.0, max(0.0, float(fraction)))
+        with self.database.write() as conn:
+            row = conn.execute(
+                sa.update(jobs_t)
+                .where(self._running_by(job_id, worker_id))
+                .values(progress=fraction, progress_message=(message or None) and message[:500], updated_at=now)
+                .returning(c.cancel_requested)
+            ).first()
+        return LeaseState(owned=False) if row is None else LeaseState(owned=True, cancel_requested=bool(row[0]))
+
+    def complete(self, job_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
+        """Mark the job succeeded; False if this worker no longer held it."""
+        now = self.clock()
+        with self.database.write() as conn:
+            return bool(
+                conn.execute(
+                    sa.update(jobs_t)
+                    .where(self._running_by(job_id, worker_id))
+                    .values(
+                        status=JobStatus.SUCCEEDED.value, result=result, progress=1.0, finished_at=now,
+                        updated_at=now, lease_expires_at=None,
+                    )
+                ).rowcount
+            )
+
+    def fail(self, job: JobRecord, worker_id: str, error: ErrorInfo, *, retryable: bool) -> JobStatus | None:
+        """Settle a failed attempt: back to the queue after a backoff, or failed for good.
+
+        A job whose cancel was requested ends cancelled instead; it is never retried.
+        Returns the status it went to, or None if this worker no longer held the job.
+        """
+        now = self.clock()
+        error_values = dict(error_type=error.type[:200], error_message=error.message, error_traceback=error.traceback)
+        with self.database.write() as conn:
+            if retryable and job.attempts < job.max_attempts:
+                delay = self.policy.delay_s(job.attempts, self.rng)
+                requeued = conn.execute(
+                    sa.update(jobs_t)
+                    .where(self._running_by(job.id, worker_id) & c.cancel_requested.is_(False))
+                    .values(
+                        status=JobStatus.QUEUED.value, run_after=now + timedelta(seconds=delay), lease_owner=None,
+                        lease_expires_at=None, updated_at=now, **error_values,
+                    )
+                ).rowcount
+                if requeued:
+                    self._notify(conn, job.lane)
+                    return JobStatus.QUEUED
+            row = conn.execute(
+                sa.update(jobs_t)
+                .where(self._running_by(job.id, worker_id))
+                .values(
+                    status=sa.case((c.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=JobStatus.FAILED.value),
+                    finished_at=now, updated_at=now, lease_expires_at=None, **error_values,
+                )
+                .returning(c.status)
+            ).first()
+        return None if row is None else JobStatus(row[0])
+
+    def mark_cancelled(self, job_id: int, worker_id: str) -> bool:
+        """The handler stopped because its cancel was requested."""
+        now = self.clock()
+        with self.database.write() as conn:
+            return bool(
+                conn.execute(
+                    sa.update(jobs_t)
+                    .where(self._running_by(job_id, worker_id))
+                    .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now, lease_expires_at=None)
+                ).rowcount
+            )
+
+    def release(self, job_id: int, worker_id: str) -> bool:
+        """Hand a running job back untouched (worker shutdown): queued again, this attempt not counted."""
+        now = self.clock()
+        with self.database.write() as conn:
+            released = conn.execute(
+                sa.update(jobs_t)
+                .where(self._running_by(job_id, worker_id))
+                .values(
+                    status=sa.case((c.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=JobStatus.QUEUED.value),
+                    attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
+                    finished_at=sa.case((c.cancel_requested.is_(True), sa.literal(now, UTCDateTime)), else_=sa.null()),
+                    lease_owner=None, lease_expires_at=None, run_after=now, updated_at=now,
+                )
+                .returning(c.lane)
+            ).first()
+            if released is not None:
+                self._notify(conn, released[0])
+        return released is not None
+
+    def reap_expired(self) -> ReapReport:
+        """Settle running jobs whose worker stopped renewing the lease (crashed, killed, cut off)."""
+        now = self.clock()
+        expired = (c.status == JobStatus.RUNNING.value) & (c.lease_expires_at < now)
+        lost = dict(error_type="LeaseExpired", updated_at=now, lease_expires_at=None)
+        with self.database.write() as conn:
+            cancelled = conn.execute(
+                sa.update(jobs_t)
+                .where(expired & c.cancel_requested.is_(True))
+                .values(status=JobStatus.CANCELLED.value, finished_at=now, **lost,
+                        error_message="The worker running this job stopped answering after it was cancelled.")
+            ).rowcount
+            failed = conn.execute(
+                sa.update(jobs_t)
+                .where(expired & (c.attempts >= c.max_attempts))
+                .values(status=JobStatus.FAILED.value, finished_at=now, **lost,
+                        error_message="The worker running this job stopped answering, and no attempts are left.")
+            ).rowcount
+            requeued_lanes = conn.execute(
+                sa.update(jobs_t)
+                .where(expired)
+                .values(status=JobStatus.QUEUED.value, run_after=now, lease_owner=None, **lost,
+                        error_message="The worker running this job stopped answering; the job was queued again.")
+                .returning(c.lane)
+            ).scalars().all()
+            for lane in sorted(set(requeued_lanes)):
+                self._notify(conn, lane)
+        return ReapReport(requeued=len(requeued_lanes), failed=failed, cancelled=cancelled)
+
+    # ------------------------------------------------------------------ outputs
+
+    def record_output(self, job_id: int, name: str, blob_key: str, byte_size: int) -> bool:
+        """Remember a job's named output; a second write of the same name (a re-run) is a no-op."""
+        stmt = self._insert(outputs_t).on_conflict_do_nothing(index_elements=["job_id", "name"])
+        with self.database.write() as conn:
+            return bool(
+                conn.execute(
+                    stmt, dict(job_id=job_id, name=name, blob_key=blob_key, byte_size=byte_size, created_at=self.clock())
+                ).rowcount
+            )
+
+    def outputs(self, job_id: int) -> list[JobOutputRecord]:
+        oc = outputs_t.c
+        with self.database.read() as conn:
+            rows = conn.execute(
+                sa.select(oc.job_id, oc.name, oc.blob_key, oc.byte_size, oc.created_at)
+                .where(oc.job_id == job_id)
+                .order_by(oc.id)
+            )
+            return [JobOutputRecord(**r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------ workers
+
+    def register_worker(self, worker_id: str, *, host: str, pid: int, lanes: Sequence[str], concurrency: int,
+                        gpu_name: str | None = None) -> None:
+        now = self.clock()
+        values = dict(id=worker_id, host=host, pid=pid, lanes=list(lanes), concurrency=concurrency, gpu_name=gpu_name,
+                      current_jobs=[], started_at=now, heartbeat_at=now, stopped_at=None)
+        stmt = self._insert(workers_t).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"})
+        with self.database.write() as conn:
+            conn.execute(stmt)
+
+    def worker_heartbeat(self, worker_id: str, current_jobs: Sequence[int]) -> None:
+        with self.database.write() as conn:
+            conn.execute(
+                sa.update(workers_t)
+                .where(workers_t.c.id == worker_id)
+                .values(heartbeat_at=self.clock(), current_jobs=list(current_jobs))
+            )
+
+    def worker_stopped(self, worker_id: str) -> None:
+        with self.database.write() as conn:
+            conn.execute(
+                sa.update(workers_t).where(workers_t.c.id == worker_id).values(stopped_at=self.clock(), current_jobs=[])
+            )
+
+    def workers(self, *, alive_within_s: float | None = None) -> list[WorkerInfo]:
+        query = sa.select(*workers_t.c).order_by(workers_t.c.started_at.desc())
+        if alive_within_s is not None:
+            since = self.clock() - timedelta(seconds=alive_within_s)
+            query = query.where(workers_t.c.stopped_at.is_(None) & (workers_t.c.heartbeat_at >= since))
+        with self.database.read() as conn:
+            return [WorkerInfo(**r._mapping) for r in conn.execute(query)]
+
+    # ------------------------------------------------------------------ wake-ups
+
+    def _notify(self, conn: Connection, payload: str) -> None:
+        if self.database.is_postgres:
+            conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, payload)))

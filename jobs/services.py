@@ -1,0 +1,32 @@
+"""The database, blob store and queue built from Settings: what workers, the CLI and the app share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.settings import Settings
+from db.blobs import BlobStore, make_blob_store
+from db.engine import Database
+from jobs.queue import JobQueue, RetryPolicy
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    blobs: BlobStore
+    queue: JobQueue
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int = 5) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=pool_size
+        )
+        policy = RetryPolicy(base_delay_s=settings.retry_base_delay_seconds, max_delay_s=settings.retry_max_delay_seconds)
+        queue = JobQueue(database, policy=policy, default_max_attempts=settings.job_max_attempts)
+        blobs = make_blob_store(settings.blob_store, data_dir=settings.data_dir, database=database)
+        return cls(settings=settings, database=database, blobs=blobs, queue=queue)
+
+    def close(self) -> None:
+        self.database.dispose()

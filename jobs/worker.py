@@ -1,0 +1,351 @@
+"""The worker: claims jobs of its lanes, runs their handlers, and settles them.
+
+Threads: N slots (``--concurrency``) that claim and run jobs, one heartbeat thread
+(renews leases, notices cancel requests, reaps jobs of dead workers, reports this
+worker for the Status page) and one waker (PostgreSQL LISTEN, or SQLite's
+``data_version`` for commits by other processes) so idle slots start a new job within
+milliseconds instead of at the next poll.
+
+SIGTERM/SIGINT: stop claiming, let running jobs finish for the grace period, then ask
+them to stop and hand them back to the queue; a second signal hands them back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from core.settings import LANES
+from jobs.context import JobContext, StopSignals
+from jobs.errors import InvalidJobRequest, JobCancelled, LeaseLost, WorkerStopping
+from jobs.queue import CANCEL_PREFIX, NOTIFY_CHANNEL, ErrorInfo, JobRecord, JobStatus
+from jobs.registry import HandlerRegistry
+from jobs.services import Services
+
+log = logging.getLogger("chatedit.worker")
+
+_SQLITE_WATCH_INTERVAL_S = 0.005
+
+
+class Wakeup:
+    """A generation counter: a slot takes a token, looks for work, and sleeps only if nothing changed since."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    def token(self) -> int:
+        with self._cond:
+            return self._generation
+
+    def notify(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, token: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != token, timeout)
+
+
+def detect_gpu_name() -> str | None:
+    """The first GPU's name via nvidia-smi (the worker must not import torch just to say this)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def parse_lanes(text: str | Sequence[str]) -> list[str]:
+    lanes = [part.strip() for part in (text.split(",") if isinstance(text, str) else text) if part.strip()]
+    unknown = [lane for lane in lanes if lane not in LANES]
+    if unknown or not lanes:
+        raise InvalidJobRequest(f"Unknown lane(s) {', '.join(unknown) or '(none given)'}; use {', '.join(LANES)}.",
+                                lanes=lanes)
+    return list(dict.fromkeys(lanes))
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        lanes: Sequence[str] = LANES,
+        concurrency: int = 1,
+        registry: HandlerRegistry | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise InvalidJobRequest("concurrency must be at least 1.", concurrency=concurrency)
+        s = services.settings
+        self.services = services
+        self.queue = services.queue
+        self.lanes = parse_lanes(lanes)
+        self.concurrency = concurrency
+        self.registry = registry or HandlerRegistry()
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_s = s.job_lease_seconds
+        # Renew well before the lease runs out, whatever the settings say.
+        self.heartbeat_s = min(s.worker_heartbeat_seconds, s.job_lease_seconds / 3)
+        self.poll_s = s.worker_poll_seconds
+        self.grace_s = s.worker_shutdown_grace_seconds
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._last_signal_at = float("-inf")
+        self._wakeup = Wakeup()
+        self._running: dict[int, StopSignals] = {}
+        self._running_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.jobs_done = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, *, install_signal_handlers: bool = True) -> int:
+        """Run until stopped; returns the process exit code (0 after a clean stop)."""
+        if install_signal_handlers:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(0.5)
+        finally:
+            clean = self.shutdown()
+        return 0 if clean else 1
+
+    def start(self) -> None:
+        self.queue.register_worker(self.id, host=socket.gethostname(), pid=os.getpid(), lanes=self.lanes,
+                                   concurrency=self.concurrency, gpu_name=detect_gpu_name())
+        log.info("worker %s started: lanes=%s concurrency=%d database=%s", self.id, ",".join(self.lanes),
+                 self.concurrency, self.services.database)
+        self._spawn(self._heartbeat_loop, "heartbeat")
+        self._spawn(self._watch_database, "waker")
+        for n in range(self.concurrency):
+            self._spawn(self._slot_loop, f"slot-{n}")
+
+    def request_stop(self) -> None:
+        """Stop claiming new jobs; a second call hands running jobs back at once."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+        self._wakeup.notify()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if now - self._last_signal_at < 1.0:
+            return  # one Ctrl-C often arrives twice (to the process and to its group)
+        self._last_signal_at = now
+        log.info("worker %s got %s: %s", self.id, signal.Signals(signum).name,
+                 "handing running jobs back now" if self._stop.is_set() else
+                 f"finishing running jobs (up to {self.grace_s:g} s), claiming no more")
+        self.request_stop()
+
+    def shutdown(self) -> bool:
+        """Finish or hand back running jobs, then mark this worker stopped. True if every slot ended."""
+        self.request_stop()
+        slots = [t for t in self._threads if t.name.startswith("slot-")]
+        deadline = time.monotonic() + self.grace_s
+        while any(t.is_alive() for t in slots) and time.monotonic() < deadline and not self._force.is_set():
+            time.sleep(0.05)
+        if any(t.is_alive() for t in slots):
+            with self._running_lock:
+                for signals in self._running.values():
+                    signals.release.set()
+            for t in slots:
+                t.join(timeout=5.0)
+        clean = not any(t.is_alive() for t in slots)
+        if not clean:
+            # A handler that ignores its stop signal: take its job back so another worker can run it.
+            with self._running_lock:
+                stuck = list(self._running)
+            for job_id in stuck:
+                if self.queue.release(job_id, self.id):
+                    log.warning("job %d did not stop in time; handed back to the queue", job_id)
+        self._stop.set()
+        for t in self._threads:
+            if not t.name.startswith("slot-"):
+                t.join(timeout=2.0)
+        try:
+            self.queue.worker_stopped(self.id)
+        except DBAPIError:
+            log.exception("could not mark worker %s stopped", self.id)
+        log.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
+        return clean
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------------ slots
+
+    def _slot_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            token = self._wakeup.token()
+            try:
+                job = self.queue.claim(self.id, self.lanes, lease_s=self.lease_s)
+                failures = 0
+            except DBAPIError as exc:
+                failures += 1
+                log.warning("claim failed (%s); retrying", exc.__class__.__name__)
+                self._stop.wait(min(5.0, 0.1 * 2**failures))
+                continue
+            if job is None:
+                self._wakeup.wait(token, self._idle_wait_s())
+                continue
+            self._run(job)
+
+    def _idle_wait_s(self) -> float:
+        try:
+            due = self.queue.next_due(self.lanes)
+        except DBAPIError:
+            return self.poll_s
+        if due is None:
+            return self.poll_s
+        return max(0.0, min(self.poll_s, (due - self.queue.clock()).total_seconds()))
+
+    def _run(self, job: JobRecord) -> None:
+        signals = StopSignals()
+        with self._running_lock:
+            self._running[job.id] = signals
+        ctx = JobContext(job, self.services, self.id, signals)
+        started = time.perf_counter()
+        outcome = "?"
+        try:
+            outcome = self._execute(job, ctx)
+        except DBAPIError as exc:
+            # Settling failed (database gone?). The lease will expire and the reaper re-queues the job.
+            outcome = f"unsettled ({exc.__class__.__name__}; the lease will expire and it runs again)"
+        finally:
+            with self._running_lock:
+                self._running.pop(job.id, None)
+            self.jobs_done += 1
+        run_ms = (time.perf_counter() - started) * 1000
+        waited_ms = max(0.0, (job.started_at - max(job.created_at, job.run_after)).total_seconds() * 1000) \
+            if job.started_at else 0.0
+        log.info("job %d %s [%s] owner=%d attempt %d/%d -> %s (ran %.1f ms, waited %.1f ms)", job.id, job.kind, job.lane,
+                 job.owner_id, job.attempts, job.max_attempts, outcome, run_ms, waited_ms)
+
+    def _execute(self, job: JobRecord, ctx: JobContext) -> str:
+        try:
+            handler = self.registry.resolve(job.kind)
+            ctx.check()
+            result = handler(ctx)
+        except JobCancelled:
+            return "cancelled" if self.queue.mark_cancelled(job.id, self.id) else "cancelled (already settled)"
+        except WorkerStopping:
+            return "handed back" if self.queue.release(job.id, self.id) else "handed back (already settled)"
+        except LeaseLost:
+            return "abandoned (lease lost to the reaper)"
+        except Exception as exc:  # noqa: BLE001 - any handler failure is recorded on the job
+            retryable = self.queue.policy.is_retryable(exc)
+            status = self.queue.fail(job, self.id, ErrorInfo.from_exception(exc), retryable=retryable)
+            if status is JobStatus.QUEUED:
+                return f"failed ({type(exc).__name__}: {exc}); queued for retry"
+            if status is None:
+                return f"failed ({type(exc).__name__}); lease already lost"
+            return f"{status.value} ({type(exc).__name__}: {exc})"
+        if result is not None and not isinstance(result, dict):
+            result = {"value": result}
+        return "succeeded" if self.queue.complete(job.id, self.id, result) else "finished, but the lease was lost"
+
+    # ------------------------------------------------------------------ heartbeat, reaper, waker
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            if self._stop.is_set():
+                if not self._has_running():
+                    return
+                time.sleep(min(self.heartbeat_s, 0.5))  # keep leases alive while jobs finish
+            elif self._stop.wait(self.heartbeat_s):
+                continue
+            try:
+                self._heartbeat_once()
+            except DBAPIError as exc:
+                log.warning("heartbeat failed (%s)", exc.__class__.__name__)
+
+    def _has_running(self) -> bool:
+        with self._running_lock:
+            return bool(self._running)
+
+    def _heartbeat_once(self) -> None:
+        with self._running_lock:
+            running = dict(self._running)
+        states = self.queue.renew_leases(self.id, list(running), lease_s=self.lease_s)
+        for job_id, state in states.items():
+            signals = running[job_id]
+            if not state.owned:
+                signals.lost.set()
+            elif state.cancel_requested:
+                signals.cancel.set()
+        self.queue.worker_heartbeat(self.id, list(running))
+        report = self.queue.reap_expired()
+        if report.total:
+            log.warning("reaped jobs of silent workers: %d re-queued, %d failed, %d cancelled",
+                        report.requeued, report.failed, report.cancelled)
+            self._wakeup.notify()
+
+    def _watch_database(self) -> None:
+        database = self.services.database
+        watch = self._listen_postgres if database.is_postgres else self._watch_sqlite
+        while not self._stop.is_set():
+            try:
+                watch()
+            except Exception as exc:  # noqa: BLE001 - the waker is an optimisation; polling still works
+                log.warning("job wake-ups unavailable (%s: %s); polling every %.1f s", type(exc).__name__, exc,
+                            self.poll_s)
+                self._stop.wait(5.0)
+
+    def _listen_postgres(self) -> None:
+        import psycopg  # only on PostgreSQL deployments
+
+        url = make_url(self.services.database.url).set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=0.5):
+                    self._on_notification(note.payload)
+
+    def _on_notification(self, payload: str) -> None:
+        if payload.startswith(CANCEL_PREFIX):
+            with self._running_lock:
+                signals = self._running.get(int(payload[len(CANCEL_PREFIX):]))
+            if signals is not None:
+                signals.cancel.set()
+        elif payload in self.lanes:
+            self._wakeup.notify()
+
+    def _watch_sqlite(self) -> None:
+        path = make_url(self.services.database.url).database
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while not self._stop.is_set():
+                time.sleep(_SQLITE_WATCH_INTERVAL_S)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self._wakeup.notify()
+        finally:
+            conn.close()
+
