@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # Serving.
     host: str = Field("127.0.0.1", description="Address `chatedit serve` binds.")
     port: int = Field(8501, ge=1, le=65535, description="Port of the web app.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log detail of the CLI and workers.")
 
     @field_validator("database_url")
     @classmethod

@@ -556,13 +556,14 @@ class JobQueue:
 
     def record_output(self, job_id: int, name: str, blob_key: str, byte_size: int) -> bool:
         """Remember a job's named output; a second write of the same name (a re-run) is a no-op."""
-        stmt = self._insert(outputs_t).on_conflict_do_nothing(index_elements=["job_id", "name"])
+        stmt = (
+            self._insert(outputs_t)
+            .values(job_id=job_id, name=name, blob_key=blob_key, byte_size=byte_size, created_at=self.clock())
+            .on_conflict_do_nothing(index_elements=["job_id", "name"])
+            .returning(outputs_t.c.id)
+        )
         with self.database.write() as conn:
-            return bool(
-                conn.execute(
-                    stmt, dict(job_id=job_id, name=name, blob_key=blob_key, byte_size=byte_size, created_at=self.clock())
-                ).rowcount
-            )
+            return conn.execute(stmt).first() is not None
 
     def outputs(self, job_id: int) -> list[JobOutputRecord]:
         oc = outputs_t.c

@@ -161,7 +161,8 @@ class Worker:
 
     def shutdown(self) -> bool:
         """Finish or hand back running jobs, then mark this worker stopped. True if every slot ended."""
-        self.request_stop()
+        self._stop.set()
+        self._wakeup.notify()
         slots = [t for t in self._threads if t.name.startswith("slot-")]
         deadline = time.monotonic() + self.grace_s
         while any(t.is_alive() for t in slots) and time.monotonic() < deadline and not self._force.is_set():

@@ -1,0 +1,117 @@
+"""Shared fixtures: every database test runs on a real SQLite file and a real PostgreSQL database.
+
+PostgreSQL is the server at CHATEDIT_TEST_PG_URL (default the local one, trust auth);
+each test gets a database of its own, created and dropped here. If the server cannot be
+reached the PostgreSQL half fails loudly (CI starts the server first); set
+CHATEDIT_TEST_SKIP_POSTGRES=1 to skip it on a machine without one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from core.settings import Settings, load_settings
+from db.migrate import upgrade
+from jobs.services import Services
+from jobs.worker import Worker
+
+PG_SERVER_URL = os.environ.get("CHATEDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SKIP_PG = os.environ.get("CHATEDIT_TEST_SKIP_POSTGRES") == "1"
+
+
+@contextmanager
+def temporary_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database; yields its SQLAlchemy URL and drops it afterwards."""
+    name = f"chatedit_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_SERVER_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER_URL} ({exc}); start it or set CHATEDIT_TEST_SKIP_POSTGRES=1")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = PG_SERVER_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_SERVER_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chatedit.db'}"
+        return
+    if SKIP_PG:
+        pytest.skip("CHATEDIT_TEST_SKIP_POSTGRES=1")
+    with temporary_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        job_lease_seconds=2.0,
+        worker_heartbeat_seconds=0.3,
+        worker_poll_seconds=0.2,
+        worker_shutdown_grace_seconds=2.0,
+        retry_base_delay_seconds=0.2,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services.from_settings(settings)
+    upgrade(svc.database)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment for `chatedit` subprocesses that use the same database and settings as the test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"CHATEDIT_{name.upper()}"] = str(value)
+    env["CHATEDIT_DATABASE_URL"] = settings.resolved_database_url
+    return env
+
+
+class ManualClock:
+    """A clock the test moves by hand (backoff and lease expiry without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += timedelta(seconds=seconds)
+
+
+@contextmanager
+def running_worker(services: Services, **kwargs: object) -> Iterator[Worker]:
+    """A real worker on threads of this process (no signal handlers), stopped at the end."""
+    worker = Worker(services, **kwargs)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.shutdown()
