@@ -60,8 +60,20 @@ def _install_sqlite_pragmas(engine: Engine, url_text: str, busy_timeout_ms: int)
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, echo: bool = False) -> Engine:
-    """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = 15_000,
+    pool_size: int = 5,
+    echo: bool = False,
+    synchronous_commit: bool = True,
+) -> Engine:
+    """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``.
+
+    ``synchronous_commit=False`` (PostgreSQL) makes commits return before the WAL is
+    flushed: a server crash may lose the last moments of such transactions, never
+    corrupt anything. Only for writes whose loss is harmless (see ``Database.write``).
+    """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -81,7 +93,12 @@ def make_engine(url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, 
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+        connect_args = {} if synchronous_commit else {"options": "-c synchronous_commit=off"}
+        # No pool_pre_ping: with psycopg it costs three round trips per checkout, more than a
+        # queue claim itself. A dropped connection fails one statement, SQLAlchemy then
+        # invalidates the pool, and callers retry (the worker does); recycling bounds staleness.
+        return sa.create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                                connect_args=connect_args)
     raise DatabaseConfigError(url, f"Unsupported database {backend!r}; use sqlite:///PATH or postgresql+psycopg://...")
 
 
@@ -93,6 +110,8 @@ class Database:
         self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, echo=echo)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._engine_args = dict(busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, echo=echo)
+        self._relaxed_writer: Engine | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -109,10 +128,21 @@ class Database:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction, committed on success. ``BEGIN IMMEDIATE`` on SQLite."""
-        with self._writer.connect() as conn, conn.begin():
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction, committed on success. ``BEGIN IMMEDIATE`` on SQLite.
+
+        ``durable=False`` is for bookkeeping that may be lost in a server crash without
+        harm, such as a job's lease, heartbeat or progress: on PostgreSQL its commit does
+        not wait for the WAL flush (SQLite in WAL mode with synchronous=NORMAL never does).
+        """
+        engine = self._writer if durable or not self.is_postgres else self._relaxed()
+        with engine.connect() as conn, conn.begin():
             yield conn
+
+    def _relaxed(self) -> Engine:
+        if self._relaxed_writer is None:
+            self._relaxed_writer = make_engine(self.url, synchronous_commit=False, **self._engine_args)
+        return self._relaxed_writer
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -141,6 +171,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._relaxed_writer is not None:
+            self._relaxed_writer.dispose()
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"

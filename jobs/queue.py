@@ -117,6 +117,19 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """What to run: everything :meth:`JobQueue.enqueue_many` needs for one job."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    lane: str = "interactive"
+    priority: int = 0
+    owner_id: int = LOCAL_USER_ID
+    max_attempts: int | None = None
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """When a failed attempt is tried again, and after how long.
 
@@ -201,6 +214,7 @@ class JobQueue:
 
     def __post_init__(self) -> None:
         self._insert = postgresql.insert if self.database.is_postgres else sqlite.insert
+        self._sql = _Statements(postgres=self.database.is_postgres)
 
     # ------------------------------------------------------------------ submit / observe
 
@@ -216,60 +230,53 @@ class JobQueue:
         run_after: datetime | None = None,
     ) -> int:
         """Queue one job; returns its id. On PostgreSQL, waiting workers of the lane wake at commit."""
-        return self.enqueue_many(
-            [dict(kind=kind, payload=payload, lane=lane, priority=priority, owner_id=owner_id,
-                  max_attempts=max_attempts, run_after=run_after)]
-        )[0]
+        spec = JobSpec(kind, payload or {}, lane, priority, owner_id, max_attempts, run_after)
+        return self.enqueue_many([spec])[0]
 
-    def enqueue_many(self, specs: Iterable[dict[str, Any]]) -> list[int]:
-        """Queue several jobs in one transaction (same keywords as :meth:`enqueue`)."""
+    def enqueue_many(self, specs: Iterable[JobSpec], *, retry_of: int | None = None) -> list[int]:
+        """Queue several jobs in one transaction and one round trip; returns their ids in order."""
+        specs = list(specs)
+        if not specs:
+            return []
         now = self.clock()
-        ids: list[int] = []
-        lanes: set[str] = set()
         with self.database.write() as conn:
-            for spec in specs:
-                values = self._new_job_values(now=now, **spec)
-                values["fair_rank"] = self._fair_rank(values["owner_id"], values["lane"])
-                ids.append(conn.execute(sa.insert(jobs_t).values(**values).returning(c.id)).scalar_one())
-                lanes.add(values["lane"])
-            for lane in sorted(lanes):
+            rows = self._job_rows(conn, specs, now, retry_of)
+            ids = list(conn.execute(self._sql.insert_job, rows).scalars())
+            for lane in sorted({spec.lane for spec in specs}):
                 self._notify(conn, lane)
         return ids
 
-    def _new_job_values(
-        self,
-        *,
-        now: datetime,
-        kind: str,
-        payload: dict[str, Any] | None = None,
-        lane: str = "interactive",
-        priority: int = 0,
-        owner_id: int = LOCAL_USER_ID,
-        max_attempts: int | None = None,
-        run_after: datetime | None = None,
-    ) -> dict[str, Any]:
-        if lane not in JOB_LANES:
-            raise InvalidJobRequest(f"Unknown lane {lane!r}; use one of {', '.join(JOB_LANES)}.", lane=lane)
-        if not kind or len(kind) > 64:
-            raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=kind)
-        attempts = self.default_max_attempts if max_attempts is None else max_attempts
-        if attempts < 1:
-            raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
-        return dict(
-            kind=kind, lane=lane, payload=payload or {}, priority=int(priority), owner_id=owner_id,
-            status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts, run_after=run_after or now,
-            cancel_requested=False, progress=0.0, created_at=now, updated_at=now,
-        )
+    def _job_rows(self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None) -> list[dict]:
+        """Validated rows with their fair ranks (round-robin across owners by virtual time).
 
-    def _fair_rank(self, owner_id: int, lane: str) -> sa.ColumnElement[int]:
-        """Round-robin by virtual time: the owner's next rank, but never below the lane's lowest queued rank."""
-        queued = (c.status == JobStatus.QUEUED.value) & (c.lane == lane)
-        owner_next = sa.select(sa.func.coalesce(sa.func.max(c.fair_rank) + 1, 0)).where(
-            queued & (c.owner_id == owner_id)
-        ).scalar_subquery()
-        lane_now = sa.select(sa.func.coalesce(sa.func.min(c.fair_rank), 0)).where(queued).scalar_subquery()
-        greatest = sa.func.greatest if self.database.is_postgres else sa.func.max
-        return greatest(owner_next, lane_now)
+        An owner's jobs get consecutive ranks, starting no lower than the lane's lowest
+        queued rank, so a newcomer's job is not queued behind someone else's backlog.
+        """
+        next_rank: dict[tuple[int, str], int] = {}
+        rows = []
+        for spec in specs:
+            if spec.lane not in JOB_LANES:
+                raise InvalidJobRequest(f"Unknown lane {spec.lane!r}; use one of {', '.join(JOB_LANES)}.",
+                                        lane=spec.lane)
+            if not spec.kind or len(spec.kind) > 64:
+                raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=spec.kind)
+            attempts = self.default_max_attempts if spec.max_attempts is None else spec.max_attempts
+            if attempts < 1:
+                raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
+            key = (spec.owner_id, spec.lane)
+            if key not in next_rank:
+                owner_last, lane_lowest = conn.execute(
+                    self._sql.ranks, {"p_owner": spec.owner_id, "p_lane": spec.lane}
+                ).one()
+                next_rank[key] = max(0 if owner_last is None else owner_last + 1, lane_lowest or 0)
+            rows.append(dict(
+                kind=spec.kind, lane=spec.lane, payload=spec.payload, priority=int(spec.priority),
+                owner_id=spec.owner_id, status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts,
+                run_after=spec.run_after or now, fair_rank=next_rank[key], cancel_requested=False, progress=0.0,
+                created_at=now, updated_at=now, retry_of=retry_of,
+            ))
+            next_rank[key] += 1
+        return rows
 
     def get(self, job_id: int) -> JobRecord:
         with self.database.read() as conn:
@@ -322,14 +329,14 @@ class JobQueue:
         with self.database.write() as conn:
             done = conn.execute(
                 sa.update(jobs_t)
-                .where((c.id == job_id) & (c.status == JobStatus.QUEUED.value))
+                .where((c.id == job_id) & (c.status == _status(JobStatus.QUEUED)))
                 .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=now, updated_at=now)
             ).rowcount
             if done:
                 return CancelOutcome.CANCELLED
             asked = conn.execute(
                 sa.update(jobs_t)
-                .where((c.id == job_id) & (c.status == JobStatus.RUNNING.value))
+                .where((c.id == job_id) & (c.status == _status(JobStatus.RUNNING)))
                 .values(cancel_requested=True, updated_at=now)
             ).rowcount
             if asked:
@@ -347,16 +354,8 @@ class JobQueue:
                 f"Job {job_id} is {old.status.value}; only a failed or cancelled job can be retried.",
                 job_id=job_id, status=old.status.value,
             )
-        now = self.clock()
-        with self.database.write() as conn:
-            values = self._new_job_values(
-                now=now, kind=old.kind, payload=old.payload, lane=old.lane, priority=old.priority,
-                owner_id=old.owner_id, max_attempts=old.max_attempts,
-            )
-            values["fair_rank"] = self._fair_rank(old.owner_id, old.lane)
-            values["retry_of"] = old.id
-            new_id = conn.execute(sa.insert(jobs_t).values(**values).returning(c.id)).scalar_one()
-            self._notify(conn, old.lane)
+        spec = JobSpec(old.kind, old.payload, old.lane, old.priority, old.owner_id, old.max_attempts)
+        (new_id,) = self.enqueue_many([spec], retry_of=old.id)
         return new_id
 
     # ------------------------------------------------------------------ worker side
@@ -364,100 +363,74 @@ class JobQueue:
     def next_due(self, lanes: Sequence[str]) -> datetime | None:
         """When the earliest queued job of these lanes may run (None: nothing queued). Takes no lock."""
         with self.database.read() as conn:
-            return conn.execute(
-                sa.select(sa.func.min(c.run_after)).where(
-                    (c.status == JobStatus.QUEUED.value) & c.lane.in_(list(lanes))
-                )
-            ).scalar()
+            return conn.execute(self._sql.next_due, {"p_lanes": list(lanes)}).scalar()
 
     def claim(self, worker_id: str, lanes: Sequence[str], *, lease_s: float) -> JobRecord | None:
-        """Take the next due job, trying the lanes in the order given; None when none is due."""
-        now = self.clock()
+        """Take the next due job, trying the lanes in the order given; None when none is due.
+
+        On SQLite it first looks without a lock, so an idle worker never takes the write
+        lock to find nothing.
+        """
         if self.database.is_sqlite:
-            # A read first: an idle SQLite worker must not take the write lock to find nothing.
             due = self.next_due(lanes)
-            if due is None or due > now:
+            if due is None or due > self.clock():
                 return None
+        with self.database.write(durable=False) as conn:
+            return self._claim_in(conn, worker_id, lanes, lease_s)
+
+    def _claim_in(self, conn: Connection, worker_id: str, lanes: Sequence[str], lease_s: float) -> JobRecord | None:
+        now = self.clock()
+        params = {"p_now": now, "p_lease_until": now + timedelta(seconds=lease_s), "p_worker": worker_id}
         for lane in lanes:
-            job = self._claim_from_lane(worker_id, lane, now, lease_s)
-            if job is not None:
-                return job
+            row = conn.execute(self._sql.claim, {**params, "p_lane": lane}).first()
+            if row is not None:
+                return JobRecord.from_row(row)
         return None
-
-    def _claim_from_lane(self, worker_id: str, lane: str, now: datetime, lease_s: float) -> JobRecord | None:
-        pick = (
-            sa.select(c.id)
-            .where((c.status == JobStatus.QUEUED.value) & (c.lane == lane) & (c.run_after <= now))
-            .order_by(c.priority.desc(), c.fair_rank, c.id)
-            .limit(1)
-        )
-        if self.database.is_postgres:
-            pick = pick.with_for_update(skip_locked=True)
-        stmt = (
-            sa.update(jobs_t)
-            .where(c.id == pick.scalar_subquery())
-            .values(
-                status=JobStatus.RUNNING.value,
-                attempts=c.attempts + 1,
-                lease_owner=worker_id,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                heartbeat_at=now,
-                started_at=now,
-                updated_at=now,
-                progress=0.0,
-                progress_message=None,
-            )
-            .returning(*_JOB_COLUMNS)
-        )
-        with self.database.write() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else JobRecord.from_row(row)
-
-    def _running_by(self, job_id: int, worker_id: str) -> sa.ColumnElement[bool]:
-        return (c.id == job_id) & (c.status == JobStatus.RUNNING.value) & (c.lease_owner == worker_id)
 
     def renew_leases(self, worker_id: str, job_ids: Sequence[int], *, lease_s: float) -> dict[int, LeaseState]:
         """Heartbeat for the jobs this worker runs; a job missing from the answer's owned set was lost."""
         if not job_ids:
             return {}
         now = self.clock()
-        with self.database.write() as conn:
-            rows = conn.execute(
-                sa.update(jobs_t)
-                .where(c.id.in_(list(job_ids)) & (c.status == JobStatus.RUNNING.value) & (c.lease_owner == worker_id))
-                .values(lease_expires_at=now + timedelta(seconds=lease_s), heartbeat_at=now)
-                .returning(c.id, c.cancel_requested)
-            ).all()
+        params = {"p_ids": list(job_ids), "p_worker": worker_id, "p_now": now,
+                  "p_lease_until": now + timedelta(seconds=lease_s)}
+        with self.database.write(durable=False) as conn:
+            rows = conn.execute(self._sql.renew, params).all()
         states = {job_id: LeaseState(owned=False) for job_id in job_ids}
         states.update({job_id: LeaseState(owned=True, cancel_requested=bool(cancel)) for job_id, cancel in rows})
         return states
 
     def report_progress(self, job_id: int, worker_id: str, fraction: float, message: str | None = None) -> LeaseState:
-        now = self.clock()
-        fraction = min(1.0, max(0.0, float(fraction)))
-        with self.database.write() as conn:
-            row = conn.execute(
-                sa.update(jobs_t)
-                .where(self._running_by(job_id, worker_id))
-                .values(progress=fraction, progress_message=(message or None) and message[:500], updated_at=now)
-                .returning(c.cancel_requested)
-            ).first()
+        params = {"p_id": job_id, "p_worker": worker_id, "p_now": self.clock(),
+                  "p_progress": min(1.0, max(0.0, float(fraction))), "p_message": message[:500] if message else None}
+        with self.database.write(durable=False) as conn:
+            row = conn.execute(self._sql.progress, params).first()
         return LeaseState(owned=False) if row is None else LeaseState(owned=True, cancel_requested=bool(row[0]))
 
     def complete(self, job_id: int, worker_id: str, result: dict[str, Any] | None = None) -> bool:
         """Mark the job succeeded; False if this worker no longer held it."""
-        now = self.clock()
-        with self.database.write() as conn:
-            return bool(
-                conn.execute(
-                    sa.update(jobs_t)
-                    .where(self._running_by(job_id, worker_id))
-                    .values(
-                        status=JobStatus.SUCCEEDED.value, result=result, progress=1.0, finished_at=now,
-                        updated_at=now, lease_expires_at=None,
-                    )
-                ).rowcount
-            )
+        won, _ = self.complete_and_claim(job_id, worker_id, result, lanes=(), lease_s=0.0)
+        return won
+
+    def complete_and_claim(
+        self, job_id: int, worker_id: str, result: dict[str, Any] | None, *, lanes: Sequence[str], lease_s: float
+    ) -> tuple[bool, JobRecord | None]:
+        """Mark the job succeeded and claim this worker's next one in the same transaction.
+
+        A busy worker thus commits once per job instead of twice. Returns whether this
+        worker still held the job, and the next job (None when none is due).
+
+        Completions commit without waiting for the WAL flush (PostgreSQL): if the server
+        crashes right after, the job is found running with an expired lease and runs
+        again, which at-least-once delivery allows; its outputs are keyed by job id.
+        """
+        params = {"p_id": job_id, "p_worker": worker_id, "p_now": self.clock(), "p_result": result}
+        with self.database.write(durable=False) as conn:
+            won = conn.execute(self._sql.complete, params).first() is not None
+            return won, (self._claim_in(conn, worker_id, lanes, lease_s) if lanes else None)
+
+    def _running_by(self, job_id: int, worker_id: str) -> sa.ColumnElement[bool]:
+        return (c.id == job_id) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == worker_id)
 
     def fail(self, job: JobRecord, worker_id: str, error: ErrorInfo, *, retryable: bool) -> JobStatus | None:
         """Settle a failed attempt: back to the queue after a backoff, or failed for good.
@@ -526,7 +499,7 @@ class JobQueue:
     def reap_expired(self) -> ReapReport:
         """Settle running jobs whose worker stopped renewing the lease (crashed, killed, cut off)."""
         now = self.clock()
-        expired = (c.status == JobStatus.RUNNING.value) & (c.lease_expires_at < now)
+        expired = (c.status == _status(JobStatus.RUNNING)) & (c.lease_expires_at < now)
         lost = dict(error_type="LeaseExpired", updated_at=now, lease_expires_at=None)
         with self.database.write() as conn:
             cancelled = conn.execute(
@@ -614,3 +587,73 @@ class JobQueue:
     def _notify(self, conn: Connection, payload: str) -> None:
         if self.database.is_postgres:
             conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, payload)))
+
+
+def _status(status: JobStatus) -> sa.ColumnElement[str]:
+    """A status as an SQL literal, not a bound parameter: the planners of both databases
+    use a partial index (``WHERE status = 'queued'``) only when they can see the value."""
+    return sa.literal_column(f"'{status.value}'", sa.String)
+
+
+class _Statements:
+    """The queue's hot statements, built once with bind parameters.
+
+    Building a SQLAlchemy statement per call costs more than running it (cache keys,
+    coercions); with these the per-job cost is the database round trip.
+    """
+
+    def __init__(self, *, postgres: bool) -> None:
+        p = sa.bindparam
+        now = p("p_now", type_=UTCDateTime)
+        queued = c.status == _status(JobStatus.QUEUED)
+        running_by = (c.id == p("p_id")) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == p("p_worker"))
+
+        self.insert_job = sa.insert(jobs_t).returning(c.id, sort_by_parameter_order=True)
+        self.ranks = sa.select(
+            sa.select(sa.func.max(c.fair_rank))
+            .where(queued & (c.lane == p("p_lane")) & (c.owner_id == p("p_owner")))
+            .scalar_subquery(),
+            sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery(),
+        )
+        self.next_due = sa.select(sa.func.min(c.run_after)).where(queued & c.lane.in_(p("p_lanes", expanding=True)))
+
+        pick = (
+            sa.select(c.id)
+            .where(queued & (c.lane == p("p_lane")) & (c.run_after <= now))
+            .order_by(c.priority.desc(), c.fair_rank, c.id)
+            .limit(1)
+        )
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        self.claim = (
+            sa.update(jobs_t)
+            .where(c.id == pick.scalar_subquery())
+            .values(
+                status=JobStatus.RUNNING.value, attempts=c.attempts + 1, lease_owner=p("p_worker"),
+                lease_expires_at=p("p_lease_until", type_=UTCDateTime), heartbeat_at=now, started_at=now,
+                updated_at=now, progress=0.0, progress_message=None,
+            )
+            .returning(*_JOB_COLUMNS)
+        )
+        self.renew = (
+            sa.update(jobs_t)
+            .where(c.id.in_(p("p_ids", expanding=True)) & (c.status == _status(JobStatus.RUNNING))
+                   & (c.lease_owner == p("p_worker")))
+            .values(lease_expires_at=p("p_lease_until", type_=UTCDateTime), heartbeat_at=now)
+            .returning(c.id, c.cancel_requested)
+        )
+        self.progress = (
+            sa.update(jobs_t)
+            .where(running_by)
+            .values(progress=p("p_progress"), progress_message=p("p_message"), updated_at=now)
+            .returning(c.cancel_requested)
+        )
+        self.complete = (
+            sa.update(jobs_t)
+            .where(running_by)
+            .values(
+                status=JobStatus.SUCCEEDED.value, result=p("p_result", type_=jobs_t.c.result.type), progress=1.0,
+                finished_at=now, updated_at=now, lease_expires_at=None,
+            )
+            .returning(c.id)
+        )

@@ -200,21 +200,29 @@ class Worker:
     # ------------------------------------------------------------------ slots
 
     def _slot_loop(self) -> None:
+        job: JobRecord | None = None
         failures = 0
-        while not self._stop.is_set():
-            token = self._wakeup.token()
-            try:
-                job = self.queue.claim(self.id, self.lanes, lease_s=self.lease_s)
-                failures = 0
-            except DBAPIError as exc:
-                failures += 1
-                log.warning("claim failed (%s); retrying", exc.__class__.__name__)
-                self._stop.wait(min(5.0, 0.1 * 2**failures))
-                continue
+        while True:
             if job is None:
-                self._wakeup.wait(token, self._idle_wait_s())
-                continue
-            self._run(job)
+                if self._stop.is_set():
+                    return
+                token = self._wakeup.token()
+                try:
+                    job = self.queue.claim(self.id, self.lanes, lease_s=self.lease_s)
+                    failures = 0
+                except DBAPIError as exc:
+                    failures += 1
+                    log.warning("claim failed (%s); retrying", exc.__class__.__name__)
+                    self._stop.wait(min(5.0, 0.1 * 2**failures))
+                    continue
+                if job is None:
+                    self._wakeup.wait(token, self._idle_wait_s())
+                    continue
+            elif self._stop.is_set():
+                # Claimed together with the last completion, just as the stop came: not started, so hand it back.
+                self.queue.release(job.id, self.id)
+                return
+            job = self._run(job)
 
     def _idle_wait_s(self) -> float:
         try:
@@ -225,15 +233,16 @@ class Worker:
             return self.poll_s
         return max(0.0, min(self.poll_s, (due - self.queue.clock()).total_seconds()))
 
-    def _run(self, job: JobRecord) -> None:
+    def _run(self, job: JobRecord) -> JobRecord | None:
+        """Run one job and settle it; returns the next job when it was claimed while settling."""
         signals = StopSignals()
         with self._running_lock:
             self._running[job.id] = signals
         ctx = JobContext(job, self.services, self.id, signals)
         started = time.perf_counter()
-        outcome = "?"
+        next_job = None
         try:
-            outcome = self._execute(job, ctx)
+            outcome, next_job = self._execute(job, ctx)
         except DBAPIError as exc:
             # Settling failed (database gone?). The lease will expire and the reaper re-queues the job.
             outcome = f"unsettled ({exc.__class__.__name__}; the lease will expire and it runs again)"
@@ -244,31 +253,35 @@ class Worker:
         run_ms = (time.perf_counter() - started) * 1000
         waited_ms = max(0.0, (job.started_at - max(job.created_at, job.run_after)).total_seconds() * 1000) \
             if job.started_at else 0.0
-        log.info("job %d %s [%s] owner=%d attempt %d/%d -> %s (ran %.1f ms, waited %.1f ms)", job.id, job.kind, job.lane,
-                 job.owner_id, job.attempts, job.max_attempts, outcome, run_ms, waited_ms)
+        log.info("job %d %s [%s] owner=%d attempt %d/%d -> %s (ran %.1f ms, waited %.1f ms)", job.id, job.kind,
+                 job.lane, job.owner_id, job.attempts, job.max_attempts, outcome, run_ms, waited_ms)
+        return next_job
 
-    def _execute(self, job: JobRecord, ctx: JobContext) -> str:
+    def _execute(self, job: JobRecord, ctx: JobContext) -> tuple[str, JobRecord | None]:
         try:
             handler = self.registry.resolve(job.kind)
             ctx.check()
             result = handler(ctx)
         except JobCancelled:
-            return "cancelled" if self.queue.mark_cancelled(job.id, self.id) else "cancelled (already settled)"
+            return ("cancelled" if self.queue.mark_cancelled(job.id, self.id) else "cancelled (already settled)"), None
         except WorkerStopping:
-            return "handed back" if self.queue.release(job.id, self.id) else "handed back (already settled)"
+            return ("handed back" if self.queue.release(job.id, self.id) else "handed back (already settled)"), None
         except LeaseLost:
-            return "abandoned (lease lost to the reaper)"
+            return "abandoned (lease lost to the reaper)", None
         except Exception as exc:  # noqa: BLE001 - any handler failure is recorded on the job
             retryable = self.queue.policy.is_retryable(exc)
             status = self.queue.fail(job, self.id, ErrorInfo.from_exception(exc), retryable=retryable)
             if status is JobStatus.QUEUED:
-                return f"failed ({type(exc).__name__}: {exc}); queued for retry"
+                return f"failed ({type(exc).__name__}: {exc}); queued for retry", None
             if status is None:
-                return f"failed ({type(exc).__name__}); lease already lost"
-            return f"{status.value} ({type(exc).__name__}: {exc})"
+                return f"failed ({type(exc).__name__}); lease already lost", None
+            return f"{status.value} ({type(exc).__name__}: {exc})", None
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
-        return "succeeded" if self.queue.complete(job.id, self.id, result) else "finished, but the lease was lost"
+        # A busy slot settles this job and claims its next one in a single transaction.
+        lanes = () if self._stop.is_set() else self.lanes
+        won, next_job = self.queue.complete_and_claim(job.id, self.id, result, lanes=lanes, lease_s=self.lease_s)
+        return ("succeeded" if won else "finished, but the lease was lost"), next_job
 
     # ------------------------------------------------------------------ heartbeat, reaper, waker
 

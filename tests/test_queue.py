@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from jobs.errors import InvalidJobRequest, JobNotFound, PermanentError, RetryableError
-from jobs.queue import CancelOutcome, ErrorInfo, JobQueue, JobStatus, RetryPolicy
+from jobs.queue import CancelOutcome, ErrorInfo, JobQueue, JobSpec, JobStatus, RetryPolicy
 from jobs.services import Services
 from tests.conftest import ManualClock, running_worker
 
@@ -78,7 +78,7 @@ def test_one_persons_backlog_never_starves_anothers_single_job(queue: JobQueue, 
     with services.database.write() as conn:
         conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
                              "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
-    queue.enqueue_many([dict(kind="noop", owner_id=1) for _ in range(50)])
+    queue.enqueue_many([JobSpec("noop", owner_id=1) for _ in range(50)])
     for _ in range(10):  # alice's backlog is being worked on when bob arrives
         queue.complete(_claim(queue).id, W)
     bobs = queue.enqueue("noop", owner_id=2)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from jobs.queue import JobStatus
+from jobs.queue import JobSpec, JobStatus
 from jobs.services import Services
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_four_workers_race_over_400_jobs_and_each_runs_exactly_once(
         _wait_for(lambda: len(queue.workers(alive_within_s=30)) == 4, 60, "4 workers to register")
         ids: list[int] = []
         for start in range(0, 400, 50):  # arrive in bursts while the workers are already hungry
-            ids += queue.enqueue_many([dict(kind="noop", payload={"mark": True, "echo": i})
+            ids += queue.enqueue_many([JobSpec("noop", {"mark": True, "echo": i})
                                        for i in range(start, start + 50)])
         _wait_for(lambda: queue.counts().get(("interactive", "succeeded"), 0) == 400, 180, "400 jobs to succeed")
         for p in procs:
