@@ -139,6 +139,21 @@ class Database:
         with engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def autocommit(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A connection on which each statement commits on its own (PostgreSQL: no BEGIN/COMMIT round trips).
+
+        For single-statement writes, which are atomic anyway. SQLite gets a write
+        transaction instead, to keep its writers queueing on ``BEGIN IMMEDIATE``.
+        """
+        if not self.is_postgres:
+            with self.write(durable=durable) as conn:
+                yield conn
+            return
+        engine = self.engine if durable else self._relaxed()
+        with engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def _relaxed(self) -> Engine:
         if self._relaxed_writer is None:
             self._relaxed_writer = make_engine(self.url, synchronous_commit=False, **self._engine_args)

@@ -88,8 +88,8 @@ class JobRecord:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: sa.Row[Any]) -> JobRecord:
-        data = dict(row._mapping)
+    def from_row(cls, row: sa.Row[Any] | dict[str, Any]) -> JobRecord:
+        data = dict(row) if isinstance(row, dict) else dict(row._mapping)
         data["status"] = JobStatus(data["status"])
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
@@ -375,7 +375,7 @@ class JobQueue:
             due = self.next_due(lanes)
             if due is None or due > self.clock():
                 return None
-        with self.database.write(durable=False) as conn:
+        with self.database.autocommit(durable=False) as conn:
             return self._claim_in(conn, worker_id, lanes, lease_s)
 
     def _claim_in(self, conn: Connection, worker_id: str, lanes: Sequence[str], lease_s: float) -> JobRecord | None:
@@ -394,7 +394,7 @@ class JobQueue:
         now = self.clock()
         params = {"p_ids": list(job_ids), "p_worker": worker_id, "p_now": now,
                   "p_lease_until": now + timedelta(seconds=lease_s)}
-        with self.database.write(durable=False) as conn:
+        with self.database.autocommit(durable=False) as conn:
             rows = conn.execute(self._sql.renew, params).all()
         states = {job_id: LeaseState(owned=False) for job_id in job_ids}
         states.update({job_id: LeaseState(owned=True, cancel_requested=bool(cancel)) for job_id, cancel in rows})
@@ -403,7 +403,7 @@ class JobQueue:
     def report_progress(self, job_id: int, worker_id: str, fraction: float, message: str | None = None) -> LeaseState:
         params = {"p_id": job_id, "p_worker": worker_id, "p_now": self.clock(),
                   "p_progress": min(1.0, max(0.0, float(fraction))), "p_message": message[:500] if message else None}
-        with self.database.write(durable=False) as conn:
+        with self.database.autocommit(durable=False) as conn:
             row = conn.execute(self._sql.progress, params).first()
         return LeaseState(owned=False) if row is None else LeaseState(owned=True, cancel_requested=bool(row[0]))
 
@@ -424,7 +424,17 @@ class JobQueue:
         crashes right after, the job is found running with an expired lease and runs
         again, which at-least-once delivery allows; its outputs are keyed by job id.
         """
-        params = {"p_id": job_id, "p_worker": worker_id, "p_now": self.clock(), "p_result": result}
+        now = self.clock()
+        params = {"p_id": job_id, "p_worker": worker_id, "p_now": now, "p_result": result}
+        if self.database.is_postgres and lanes:
+            # One statement, one round trip: the completion and the claim as two data-modifying CTEs.
+            claim = {"p_lane": lanes[0], "p_lease_until": now + timedelta(seconds=lease_s)}
+            with self.database.autocommit(durable=False) as conn:
+                row = conn.execute(self._sql.complete_and_claim, {**params, **claim}).one()._asdict()
+                won = bool(row.pop("won"))
+                if row["id"] is not None:
+                    return won, JobRecord.from_row(row)
+                return won, self._claim_in(conn, worker_id, lanes[1:], lease_s)
         with self.database.write(durable=False) as conn:
             won = conn.execute(self._sql.complete, params).first() is not None
             return won, (self._claim_in(conn, worker_id, lanes, lease_s) if lanes else None)
@@ -657,3 +667,11 @@ class _Statements:
             )
             .returning(c.id)
         )
+        if postgres:
+            # WITH done AS (UPDATE ... RETURNING id), claimed AS (UPDATE ... RETURNING *)
+            # SELECT (SELECT count(*) FROM done) AS won, claimed.* FROM (SELECT 1) LEFT JOIN claimed ON true
+            done = self.complete.cte("done")
+            claimed = self.claim.cte("claimed")
+            one = sa.select(sa.literal(1).label("one")).subquery("one")
+            won = sa.select(sa.func.count()).select_from(done).scalar_subquery().label("won")
+            self.complete_and_claim = sa.select(won, *claimed.c).select_from(one.outerjoin(claimed, sa.true()))

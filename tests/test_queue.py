@@ -271,3 +271,20 @@ def test_queue_depth_per_lane_and_status(queue: JobQueue) -> None:
     assert counts[("interactive", "queued")] == 1
     assert counts[("interactive", "running")] == 1
     assert counts[("gpu", "queued")] == 1
+
+
+def test_complete_and_claim_settles_one_job_and_takes_the_next_in_lane_order(queue: JobQueue) -> None:
+    first = queue.enqueue("noop")
+    later = queue.enqueue("noop", lane="batch")
+    lanes = ("interactive", "batch")
+    assert _claim(queue, lanes).id == first
+    won, nxt = queue.complete_and_claim(first, W, {"r": 1}, lanes=lanes, lease_s=30)
+    assert won and nxt is not None
+    assert (nxt.id, nxt.status, nxt.lease_owner, nxt.attempts) == (later, JobStatus.RUNNING, W, 1)
+    assert (queue.get(first).status, queue.get(first).result) == (JobStatus.SUCCEEDED, {"r": 1})
+    assert queue.complete_and_claim(later, W, None, lanes=lanes, lease_s=30) == (True, None)
+    again = queue.enqueue("noop")
+    won, nxt = queue.complete_and_claim(first, W, {"r": 2}, lanes=lanes, lease_s=30)
+    assert not won, "a finished job is not completed twice"
+    assert nxt is not None and nxt.id == again, "but the free worker still gets work"
+    assert queue.get(first).result == {"r": 1}
