@@ -234,7 +234,7 @@ class JobQueue:
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, retry_of: int | None = None) -> list[int]:
-        """Queue several jobs in one transaction and one round trip; returns their ids in order."""
+        """Queue several jobs in one transaction, with one INSERT for the batch; returns their ids in order."""
         specs = list(specs)
         if not specs:
             return []
@@ -246,11 +246,14 @@ class JobQueue:
                 self._notify(conn, lane)
         return ids
 
-    def _job_rows(self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None) -> list[dict]:
+    def _job_rows(
+        self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None
+    ) -> list[dict[str, Any]]:
         """Validated rows with their fair ranks (round-robin across owners by virtual time).
 
         An owner's jobs get consecutive ranks, starting no lower than the lane's lowest
         queued rank, so a newcomer's job is not queued behind someone else's backlog.
+        Two enqueues racing on PostgreSQL may give equal ranks; ties go by age.
         """
         next_rank: dict[tuple[int, str], int] = {}
         rows = []
@@ -415,10 +418,11 @@ class JobQueue:
     def complete_and_claim(
         self, job_id: int, worker_id: str, result: dict[str, Any] | None, *, lanes: Sequence[str], lease_s: float
     ) -> tuple[bool, JobRecord | None]:
-        """Mark the job succeeded and claim this worker's next one in the same transaction.
+        """Mark the job succeeded and claim this worker's next one, atomically.
 
-        A busy worker thus commits once per job instead of twice. Returns whether this
-        worker still held the job, and the next job (None when none is due).
+        PostgreSQL: one statement (two data-modifying CTEs), one round trip; SQLite: one
+        ``BEGIN IMMEDIATE`` transaction. Returns whether this worker still held the job,
+        and the next job (None when none is due).
 
         Completions commit without waiting for the WAL flush (PostgreSQL): if the server
         crashes right after, the job is found running with an expired lease and runs
@@ -426,18 +430,19 @@ class JobQueue:
         """
         now = self.clock()
         params = {"p_id": job_id, "p_worker": worker_id, "p_now": now, "p_result": result}
-        if self.database.is_postgres and lanes:
-            # One statement, one round trip: the completion and the claim as two data-modifying CTEs.
+        if not self.database.is_postgres:
+            with self.database.write(durable=False) as conn:
+                won = conn.execute(self._sql.complete, params).first() is not None
+                return won, (self._claim_in(conn, worker_id, lanes, lease_s) if lanes else None)
+        with self.database.autocommit(durable=False) as conn:
+            if not lanes:
+                return conn.execute(self._sql.complete, params).first() is not None, None
             claim = {"p_lane": lanes[0], "p_lease_until": now + timedelta(seconds=lease_s)}
-            with self.database.autocommit(durable=False) as conn:
-                row = conn.execute(self._sql.complete_and_claim, {**params, **claim}).one()._asdict()
-                won = bool(row.pop("won"))
-                if row["id"] is not None:
-                    return won, JobRecord.from_row(row)
-                return won, self._claim_in(conn, worker_id, lanes[1:], lease_s)
-        with self.database.write(durable=False) as conn:
-            won = conn.execute(self._sql.complete, params).first() is not None
-            return won, (self._claim_in(conn, worker_id, lanes, lease_s) if lanes else None)
+            row = conn.execute(self._sql.complete_and_claim, {**params, **claim}).one()._asdict()
+            won = bool(row.pop("won"))
+            if row["id"] is not None:
+                return won, JobRecord.from_row(row)
+            return won, self._claim_in(conn, worker_id, lanes[1:], lease_s)
 
     def _running_by(self, job_id: int, worker_id: str) -> sa.ColumnElement[bool]:
         return (c.id == job_id) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == worker_id)

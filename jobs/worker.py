@@ -181,7 +181,6 @@ class Worker:
             for job_id in stuck:
                 if self.queue.release(job_id, self.id):
                     log.warning("job %d did not stop in time; handed back to the queue", job_id)
-        self._stop.set()
         for t in self._threads:
             if not t.name.startswith("slot-"):
                 t.join(timeout=2.0)
