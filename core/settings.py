@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     retry_max_delay_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")
     sqlite_busy_timeout_ms: int = Field(15_000, ge=0, description="How long SQLite writers wait for the lock.")
 
+    # Uploads (core.images reads these as its caps).
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest upload accepted, checked before decoding.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image accepted, in pixels (decompression-bomb guard).")
+
     # Serving.
     host: str = Field("127.0.0.1", description="Address `chatedit serve` binds.")
     port: int = Field(8501, ge=1, le=65535, description="Port of the web app.")

@@ -406,3 +406,12 @@ def test_pillow_global_settings_and_warning_filters_are_left_as_they_were() -> N
     assert (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES) == (max_pixels, truncated)
     assert truncated is False
     assert warnings.filters == filters
+
+
+def test_the_settings_defaults_are_the_loaders_caps() -> None:
+    from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+    from core.settings import Settings
+
+    fields = Settings.model_fields
+    assert (fields["max_upload_bytes"].default, fields["max_image_pixels"].default) == (DEFAULT_MAX_BYTES,
+                                                                                         DEFAULT_MAX_PIXELS)
