@@ -179,11 +179,6 @@ class Database:
         with self.engine.connect() as conn:
             return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
 
-    def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-
     def dispose(self) -> None:
         self.engine.dispose()
         if self._relaxed_writer is not None:

@@ -444,9 +444,6 @@ class JobQueue:
                 return won, JobRecord.from_row(row)
             return won, self._claim_in(conn, worker_id, lanes[1:], lease_s)
 
-    def _running_by(self, job_id: int, worker_id: str) -> sa.ColumnElement[bool]:
-        return (c.id == job_id) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == worker_id)
-
     def fail(self, job: JobRecord, worker_id: str, error: ErrorInfo, *, retryable: bool) -> JobStatus | None:
         """Settle a failed attempt: back to the queue after a backoff, or failed for good.
 
@@ -455,28 +452,31 @@ class JobQueue:
         """
         now = self.clock()
         error_values = dict(error_type=error.type[:200], error_message=error.message, error_traceback=error.traceback)
+        held = {"p_id": job.id, "p_worker": worker_id}
         with self.database.write() as conn:
             if retryable and job.attempts < job.max_attempts:
                 delay = self.policy.delay_s(job.attempts, self.rng)
                 requeued = conn.execute(
                     sa.update(jobs_t)
-                    .where(self._running_by(job.id, worker_id) & c.cancel_requested.is_(False))
+                    .where(self._sql.running_by & c.cancel_requested.is_(False))
                     .values(
                         status=JobStatus.QUEUED.value, run_after=now + timedelta(seconds=delay), lease_owner=None,
                         lease_expires_at=None, updated_at=now, **error_values,
-                    )
+                    ),
+                    held,
                 ).rowcount
                 if requeued:
                     self._notify(conn, job.lane)
                     return JobStatus.QUEUED
             row = conn.execute(
                 sa.update(jobs_t)
-                .where(self._running_by(job.id, worker_id))
+                .where(self._sql.running_by)
                 .values(
                     status=sa.case((c.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=JobStatus.FAILED.value),
                     finished_at=now, updated_at=now, lease_expires_at=None, **error_values,
                 )
-                .returning(c.status)
+                .returning(c.status),
+                held,
             ).first()
         return None if row is None else JobStatus(row[0])
 
@@ -487,8 +487,9 @@ class JobQueue:
             return bool(
                 conn.execute(
                     sa.update(jobs_t)
-                    .where(self._running_by(job_id, worker_id))
-                    .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now, lease_expires_at=None)
+                    .where(self._sql.running_by)
+                    .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now, lease_expires_at=None),
+                    {"p_id": job_id, "p_worker": worker_id},
                 ).rowcount
             )
 
@@ -498,14 +499,15 @@ class JobQueue:
         with self.database.write() as conn:
             released = conn.execute(
                 sa.update(jobs_t)
-                .where(self._running_by(job_id, worker_id))
+                .where(self._sql.running_by)
                 .values(
                     status=sa.case((c.cancel_requested.is_(True), JobStatus.CANCELLED.value), else_=JobStatus.QUEUED.value),
                     attempts=sa.case((c.attempts > 0, c.attempts - 1), else_=0),
                     finished_at=sa.case((c.cancel_requested.is_(True), sa.literal(now, UTCDateTime)), else_=sa.null()),
                     lease_owner=None, lease_expires_at=None, run_after=now, updated_at=now,
                 )
-                .returning(c.lane)
+                .returning(c.lane),
+                {"p_id": job_id, "p_worker": worker_id},
             ).first()
             if released is not None:
                 self._notify(conn, released[0])
@@ -621,7 +623,10 @@ class _Statements:
         p = sa.bindparam
         now = p("p_now", type_=UTCDateTime)
         queued = c.status == _status(JobStatus.QUEUED)
-        running_by = (c.id == p("p_id")) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == p("p_worker"))
+        #: "Still running, and still this worker's": the guard of every settle.
+        self.running_by = running_by = (
+            (c.id == p("p_id")) & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == p("p_worker"))
+        )
 
         self.insert_job = sa.insert(jobs_t).returning(c.id, sort_by_parameter_order=True)
         self.ranks = sa.select(
