@@ -15,62 +15,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app.cli_common import configure_logging, open_services
 from core.settings import LANES, Settings, SettingsError, load_settings
-from db.engine import DatabaseConfigError
-from jobs.errors import InvalidJobRequest, JobNotFound
+from jobs.errors import InvalidJobRequest
 from jobs.queue import JobRecord
-from jobs.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("chatedit")
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _database_unreachable(settings: Settings, exc: OperationalError | InterfaceError) -> click.ClickException:
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
-    return click.ClickException(
-        f"Cannot use the database {settings.resolved_database_url.split('@')[-1]}: {reason}. "
-        "Check CHATEDIT_DATABASE_URL and that the server is running."
-    )
-
-
-@contextmanager
-def _services(obj: dict[str, Any], *, need_schema: bool = True, pool_size: int = 5) -> Iterator[Services]:
-    """Services from settings, with every failure a person can cause turned into one sentence."""
-    settings: Settings = obj["settings"]
-    try:
-        services = Services.from_settings(settings, pool_size=pool_size)
-    except DatabaseConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        if need_schema:
-            from db.migrate import current_revision, head_revision
-
-            current = current_revision(services.database)
-            if current != head_revision():
-                what = "no ChatEdit tables yet" if current is None else f"schema {current}, older than this version"
-                raise click.ClickException(f"The database has {what}; run `chatedit init` first.")
-        yield services
-    except (OperationalError, InterfaceError) as exc:
-        raise _database_unreachable(settings, exc) from None
-    except (JobNotFound, InvalidJobRequest) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        services.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +44,7 @@ def cli(ctx: click.Context) -> None:
         ctx.obj = {"settings": load_settings()}
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    _configure_logging(ctx.obj["settings"])
+    configure_logging(ctx.obj["settings"])
 
 
 @cli.command()
@@ -95,7 +53,7 @@ def init(obj: dict[str, Any]) -> None:
     """Create the database schema, or upgrade it to this version."""
     from db.migrate import current_revision, upgrade
 
-    with _services(obj, need_schema=False) as services:
+    with open_services(obj, need_schema=False) as services:
         before = current_revision(services.database)
         after = upgrade(services.database)
         verb = "Created" if before is None else ("Upgraded" if before != after else "Checked")
@@ -119,7 +77,7 @@ def worker(obj: dict[str, Any], lanes: str, concurrency: int, name: str | None) 
         lane_list = parse_lanes(lanes)
     except InvalidJobRequest as exc:
         raise click.BadParameter(str(exc), param_hint="--lanes") from None
-    with _services(obj, pool_size=concurrency + 3) as services:
+    with open_services(obj, pool_size=concurrency + 3) as services:
         code = Worker(services, lanes=lane_list, concurrency=concurrency, worker_id=name).run()
     sys.exit(code)
 
@@ -133,7 +91,7 @@ def serve(obj: dict[str, Any], port: int | None, host: str | None) -> None:
     from db.migrate import upgrade
 
     settings: Settings = obj["settings"]
-    with _services(obj, need_schema=False) as services:
+    with open_services(obj, need_schema=False) as services:
         revision = upgrade(services.database)
     click.echo(f"Database ready (revision {revision}): {settings.resolved_database_url.split('@')[-1]}")
     children = {f"worker[{lane}]": [sys.executable, "-m", "app.cli", "worker", "--lanes", lane] for lane in LANES}
@@ -226,7 +184,7 @@ def _summary(job: JobRecord) -> str:
 def jobs_list(obj: dict[str, Any], statuses: tuple[str, ...], lane: str | None, kind: str | None, limit: int,
               as_json: bool) -> None:
     """The newest jobs, and the queue depth per lane."""
-    with _services(obj) as services:
+    with open_services(obj) as services:
         records = services.queue.list(status=list(statuses) or None, lane=lane, kind=kind, limit=limit)
         counts = services.queue.counts()
     if as_json:
@@ -250,7 +208,7 @@ def jobs_list(obj: dict[str, Any], statuses: tuple[str, ...], lane: str | None, 
 @click.pass_obj
 def jobs_show(obj: dict[str, Any], job_id: int, as_json: bool) -> None:
     """Everything about one job."""
-    with _services(obj) as services:
+    with open_services(obj) as services:
         job = services.queue.get(job_id)
         outputs = services.queue.outputs(job_id)
     if as_json:
@@ -300,7 +258,7 @@ def jobs_submit(obj: dict[str, Any], kind: str, payload: str, lane: str, priorit
         raise click.BadParameter(f"not JSON ({exc.msg} at character {exc.pos})", param_hint="--payload") from None
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--payload")
-    with _services(obj) as services:
+    with open_services(obj) as services:
         job_id = services.queue.enqueue(kind, data, lane=lane, priority=priority, max_attempts=max_attempts)
         click.echo(str(job_id))
         if not wait:
@@ -327,7 +285,7 @@ def jobs_cancel(obj: dict[str, Any], job_id: int) -> None:
     """Cancel a queued job, or ask a running one to stop."""
     from jobs.queue import CancelOutcome
 
-    with _services(obj) as services:
+    with open_services(obj) as services:
         outcome = services.queue.cancel(job_id)
     click.echo({
         CancelOutcome.CANCELLED: f"Job {job_id} cancelled.",
@@ -341,9 +299,19 @@ def jobs_cancel(obj: dict[str, Any], job_id: int) -> None:
 @click.pass_obj
 def jobs_retry(obj: dict[str, Any], job_id: int) -> None:
     """Queue a failed or cancelled job again (as a new job)."""
-    with _services(obj) as services:
+    with open_services(obj) as services:
         new_id = services.queue.retry(job_id)
     click.echo(f"Job {job_id} queued again as job {new_id}.")
+
+
+def _register_command_groups() -> None:
+    """Commands that live in their own modules, so this file stays the foundation's commands."""
+    from app import cli_segmentation
+
+    cli_segmentation.register(cli)
+
+
+_register_command_groups()
 
 
 def main() -> None:

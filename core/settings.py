@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest upload accepted, checked before decoding.")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image accepted, in pixels (decompression-bomb guard).")
 
+    # Backends (each has an offline default).
+    planner: Literal["rules"] = Field("rules", description="Planner that turns requests into commands (rules: offline, bilingual).")
+    segmenter: Path | None = Field(
+        None, description="ONNX segmentation model (made by `chatedit models export-segmenter`); none: select by click and brush."
+    )
+
     # Serving.
     host: str = Field("127.0.0.1", description="Address `chatedit serve` binds.")
     port: int = Field(8501, ge=1, le=65535, description="Port of the web app.")
