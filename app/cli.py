@@ -306,8 +306,9 @@ def jobs_retry(obj: dict[str, Any], job_id: int) -> None:
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules, so this file stays the foundation's commands."""
-    from app import cli_segmentation
+    from app import cli_edit, cli_segmentation
 
+    cli_edit.register(cli)
     cli_segmentation.register(cli)
 
 

@@ -70,8 +70,13 @@ def store_upload(services: Services, data: bytes, *, user_id: int = LOCAL_USER_I
 
 def store_array(services: Services, rgb: np.ndarray, *, user_id: int = LOCAL_USER_ID) -> StoredImage:
     """Store an image a job produced (an H×W×3 uint8 array)."""
-    png = encode_png(rgb)
     height, width = rgb.shape[:2]
+    return store_encoded(services, encode_png(rgb), width=width, height=height, user_id=user_id)
+
+
+def store_encoded(services: Services, png: bytes, *, width: int, height: int,
+                  user_id: int = LOCAL_USER_ID) -> StoredImage:
+    """Store a PNG this program encoded itself (a job's output, possibly carrying its recipe)."""
     loaded = LoadedImage(png=png, sha256=hashlib.sha256(png).hexdigest(), width=width, height=height,
                          source_format="PNG")
     return store_loaded(services, loaded, user_id=user_id)

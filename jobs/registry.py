@@ -16,6 +16,9 @@ Handler = Callable[["JobContext"], "dict[str, Any] | None"]
 #: kind → "module:function". Later capabilities add their kinds here.
 BUILTIN_HANDLERS: dict[str, str] = {
     "noop": "jobs.handlers.noop:handle",
+    "edit": "jobs.handlers.edit:handle",
+    "segment": "jobs.handlers.segment:handle",
+    "eval_planner": "jobs.handlers.eval_planner:handle",
 }
 
 

@@ -1,0 +1,232 @@
+"""Headless ``chatedit plan``, ``chatedit edit`` and ``chatedit eval planner``: the command engine without the app.
+
+Their output is a contract our own checks rely on: ``plan`` prints the validated command
+array as JSON on stdout and everything meant for a person on stderr; ``edit`` writes the
+output PNG (recipe embedded) and prints the job id and where the time went.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from app.cli_common import open_services
+from core.rules import load_rules
+
+PLANNER_CHOICES = ("rules",)
+
+
+def register(cli: click.Group) -> None:
+    """Add ``plan``, ``edit`` and the ``eval`` group to the ``chatedit`` command."""
+    cli.add_command(plan)
+    cli.add_command(edit)
+    cli.add_command(eval_group)
+
+
+def _labels(text: str | None) -> list[str]:
+    if text is None:
+        return list(load_rules().default_labels)
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
+def _make_planner(name: str) -> Any:
+    from core.planners import PlannerUnavailable, make_planner
+
+    try:
+        return make_planner(name)
+    except PlannerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _report_plan(result: Any) -> None:
+    """What the planner left out, on stderr (stdout stays pure JSON)."""
+    for item in result.not_understood:
+        click.echo(f"not understood: {item.clause!r}: {item.reason}", err=True)
+    for rejection in result.rejections:
+        click.echo(f"rejected: {json.dumps(rejection.item, ensure_ascii=False)}: {rejection.reason}", err=True)
+
+
+@click.command()
+@click.argument("request")
+@click.option("--planner", "planner_name", type=click.Choice(PLANNER_CHOICES), default=None,
+              help="Planner backend (default CHATEDIT_PLANNER).")
+@click.option("--labels", default=None, help="Comma-separated labels of the image (default: the human-parsing labels).")
+@click.pass_obj
+def plan(obj: dict[str, Any], request: str, planner_name: str | None, labels: str | None) -> None:
+    """Turn REQUEST into commands and print them as a JSON array (reasons for anything left out go to stderr)."""
+    planner = _make_planner(planner_name or obj["settings"].planner)
+    result = planner.plan(request, labels=_labels(labels))
+    _report_plan(result)
+    click.echo(json.dumps(result.wire(), ensure_ascii=False))
+
+
+@click.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--commands", "commands_text", default=None, help="The commands as a JSON array.")
+@click.option("--request", "request_text", default=None, help="Say what to do instead; the planner writes the commands.")
+@click.option("--planner", "planner_name", type=click.Choice(PLANNER_CHOICES), default=None,
+              help="With --request: the planner (default CHATEDIT_PLANNER).")
+@click.option("--selection", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A mask PNG (white = selected), the size of IMAGE: the 'Selection' target.")
+@click.option("--segmenter", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="An ONNX segmenter for the labels (default CHATEDIT_SEGMENTER).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the edited PNG (its recipe is embedded under the text key 'chatedit').")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up waiting after this many seconds.")
+@click.pass_obj
+def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_text: str | None,
+         planner_name: str | None, selection: Path | None, segmenter: Path | None, output: Path,
+         timeout: float) -> None:
+    """Edit IMAGE with commands (or a request) through the job queue, and write the result to -o."""
+    from core.images import ImageRejected
+    from core.masks import InvalidMask, mask_from_png
+    from db.migrate import upgrade
+    from jobs.edits import EditRequest, InvalidEdit, parse_commands_text, submit_edit
+    from jobs.histories import start_history
+    from jobs.images import store_upload
+
+    if (commands_text is None) == (request_text is None):
+        raise click.UsageError("Give exactly one of --commands and --request.")
+    started = time.perf_counter()
+    with open_services(obj, need_schema=False) as services:
+        upgrade(services.database)
+        try:
+            stored = store_upload(services, image.read_bytes())
+        except ImageRejected as exc:
+            raise click.ClickException(str(exc)) from None
+        selection_key = None
+        if selection is not None:
+            data = selection.read_bytes()
+            try:
+                mask_from_png(data, (stored.height, stored.width))
+            except InvalidMask as exc:
+                raise click.ClickException(f"The selection {selection} cannot be used: {exc}") from None
+            selection_key = services.blobs.put(data)
+        try:
+            if commands_text is not None:
+                commands = parse_commands_text(commands_text)
+            else:
+                commands = _plan_for_edit(services, stored.id, request_text or "", planner_name, segmenter,
+                                          has_selection=selection_key is not None)
+            history = start_history(services, stored.id, title=f"chatedit edit {image.name}")
+            job_id = submit_edit(services, EditRequest(
+                image_id=stored.id, commands=commands, history_id=history.history_id,
+                parent_step_id=history.root_step_id, selection_key=selection_key,
+                segmenter=str(segmenter) if segmenter else None,
+            ))
+        except InvalidEdit as exc:
+            raise click.ClickException(str(exc)) from None
+        lane = services.queue.get(job_id).lane
+        with _worker_if_none(services, lane):
+            job = services.queue.wait(job_id, timeout_s=timeout)
+        if not job.terminal:
+            raise click.ClickException(f"Job {job_id} did not finish within {timeout:g} s; it stays queued "
+                                       f"(see `chatedit jobs show {job_id}`).")
+        if job.status.value != "succeeded":
+            raise click.ClickException(f"Job {job_id} {job.status.value}: {job.error_message or 'no reason given'}")
+        outputs = {o.name: o for o in services.queue.outputs(job_id)}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(services.blobs.get(outputs["image"].blob_key))
+        result = job.result or {}
+    _print_edit_summary(job_id, output, result, job, time.perf_counter() - started)
+
+
+def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str | None, segmenter: Path | None,
+                   *, has_selection: bool) -> list[dict[str, Any]]:
+    """Commands from a request, planned against the labels this image really has."""
+    labels: list[str] = [load_rules().selection_label] if has_selection else []
+    segmenter_path = segmenter or services.settings.segmenter
+    if segmenter_path is not None:
+        from jobs.segmentation import segment_image
+
+        try:
+            labels.extend(segment_image(services, image_id, Path(segmenter_path)).present)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+    planner = _make_planner(planner_name or services.settings.planner)
+    result = planner.plan(request, labels=labels)
+    click.echo(result.reply, err=True)
+    if not result.commands:
+        raise click.ClickException("The request gave no commands to run.")
+    return result.wire()
+
+
+@contextmanager
+def _worker_if_none(services: Any, lane: str) -> Iterator[None]:
+    """Run an in-process worker for ``lane`` unless a live worker already serves it."""
+    from jobs.worker import Worker
+
+    alive = services.queue.workers(alive_within_s=3 * services.settings.worker_heartbeat_seconds)
+    if any(lane in w.lanes for w in alive):
+        yield
+        return
+    worker_log = logging.getLogger("chatedit.worker")
+    level = worker_log.level
+    worker_log.setLevel(logging.WARNING)  # its per-job line would repeat what this command prints
+    worker = Worker(services, lanes=[lane])
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.shutdown()
+        worker_log.setLevel(level)
+
+
+def _print_edit_summary(job_id: int, output: Path, result: dict[str, Any], job: Any, total_s: float) -> None:
+    timings = dict(result.get("timings", {}))
+    if job.started_at is not None:
+        timings["queue_s"] = (job.started_at - job.created_at).total_seconds()
+    order = ("queue_s", "load_s", "segment_s", "mask_s", "op_s", "store_s")
+    parts = ", ".join(f"{name[:-2]} {timings[name] * 1000:.0f} ms" for name in order if name in timings)
+    click.echo(f"Job {job_id} wrote {output} (image {result.get('image_id')}, step {result.get('step_id')}) "
+               f"in {total_s * 1000:.0f} ms: {parts}.")
+    for note in result.get("notes", []):
+        click.echo(f"note: {note}", err=True)
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Measure planners (and, later, models) on datasets."""
+
+
+@eval_group.command("planner")
+@click.option("--planner", "planner_name", type=click.Choice((*PLANNER_CHOICES, "reference")), default="rules",
+              show_default=True, help="'reference' scores the dataset's own outputs against the contract.")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A thesis-format dataset (LLaMA-Factory alpaca JSON, labels in the history).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def eval_planner(obj: dict[str, Any], planner_name: str, dataset: Path, limit: int | None, as_json: bool) -> None:
+    """Validity rate, target-set F1 and command-type accuracy of a planner on a dataset (runs as a batch job)."""
+    from db.migrate import upgrade
+
+    with open_services(obj, need_schema=False) as services:
+        upgrade(services.database)
+        payload = {"planner": planner_name, "dataset": str(dataset.resolve()), "limit": limit}
+        job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1)
+        with _worker_if_none(services, "batch"):
+            job = services.queue.wait(job_id)
+        if job.status.value != "succeeded":
+            raise click.ClickException(f"Evaluation job {job_id} {job.status.value}: {job.error_message}")
+        report = job.result or {}
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else _format_report(report))
+
+
+def _format_report(r: dict[str, Any]) -> str:
+    return "\n".join([
+        f"Planner {r['planner']} on {r['dataset']}: {r['samples']} samples "
+        f"({r['reference_unparsable']} with an unparsable reference, left out of F1 and type accuracy).",
+        f"  validity rate          {r['validity_rate']:6.1%}   (samples with >=1 command, all valid for their labels)",
+        f"  valid commands         {r['valid_command_share']:6.1%}   (of all commands written)",
+        f"  target-set F1          {r['target_f1']:6.3f}   (mean per sample; pooled {r['target_f1_micro']:.3f}, "
+        f"P {r['target_precision_micro']:.3f}, R {r['target_recall_micro']:.3f})",
+        f"  command-type accuracy  {r['command_type_accuracy']:6.1%}   (same set of command names as the reference)",
+        f"  time                   {r['seconds']:6.2f} s",
+    ])

@@ -1,0 +1,65 @@
+"""The planner interface: a request, the conversation and the image's labels in; reply and commands out.
+
+Every backend (the offline rule parser, an OpenAI-compatible API, a local model) returns
+the same :class:`PlanResult`, and every command in it has passed the validator against
+this image's labels: a planner can suggest, only the contract decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from core.commands import Command, Rejection
+
+Language = Literal["en", "zh"]
+Role = Literal["user", "assistant"]
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+class PlannerUnavailable(RuntimeError):
+    """A planner that cannot run here; the message names the setting that enables it."""
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class NotUnderstood:
+    """A clause of the request the planner did not turn into a command, and why (one sentence)."""
+
+    clause: str
+    reason: str
+
+
+@dataclass
+class PlanResult:
+    """What a planner made of a request: its reply, the valid commands, and what it left out."""
+
+    reply: str
+    commands: list[Command] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    not_understood: list[NotUnderstood] = field(default_factory=list)
+    language: Language = "en"
+
+    def wire(self) -> list[dict[str, Any]]:
+        return [c.to_wire() for c in self.commands]
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = ()) -> PlanResult:
+        """Commands for ``request`` on an image with these ``labels`` (``Selection`` when the person drew one)."""
+        ...
+
+
+def detect_language(text: str) -> Language:
+    """Chinese when the request has Chinese characters: replies follow the person's language."""
+    return "zh" if _CJK.search(text) else "en"

@@ -1,0 +1,510 @@
+"""The offline planner: a deterministic bilingual (English + Chinese) parser from a request to commands.
+
+It needs no model, no network and no GPU, so ChatEdit edits on a laptop out of the box.
+It reads a request clause by clause (split at punctuation and at conjunctions that join
+actions), finds in each clause an action (remove, blur, tonal adjustment, style, face
+retouch, change or recolour, add) and the parts it acts on, and writes the command the
+contract defines for it. Two promises: it never names a part the image does not have,
+and a clause it cannot read is reported back by name with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+from core.colors import InvalidColor, parse_color
+from core.commands import validate
+from core.planners import lexicon as lx
+from core.planners.base import ChatTurn, Language, NotUnderstood, PlanResult, detect_language
+from core.rules import Rules, load_rules
+
+DEFAULT_AMOUNT = 0.3
+DEFAULT_BLUR = 0.5
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+@cache
+def _compiled() -> dict[str, re.Pattern[str]]:
+    names = ("WHOLE_IMAGE", "PRONOUN", "LOW_INTENSITY", "HIGH_INTENSITY", "BLUR_WORDS", "REMOVE_WORDS", "FACE_WORDS",
+             "STYLE_WORDS", "CHANGE_MARKERS_ZH", "CHANGE_VERBS_EN", "CHANGE_MARKERS_EN", "PUT_SOMEWHERE_EN",
+             "RETOUCH_ZH", "ADD_ZH", "ADD_EN", "CLAUSE_SPLIT", "COLOR_FILLER", "PUT_SOMEWHERE_ZH", "FACE_RETOUCH",
+             "SKIP_CLAUSE", "PART_JOIN", "MAKE_ZH")
+    return {name: _rx(getattr(lx, name)) for name in names}
+
+
+@cache
+def _part_patterns() -> list[tuple[re.Pattern[str], list[list[str]]]]:
+    return [(_rx(pattern), groups) for pattern, groups in lx.PART_WORDS]
+
+
+@cache
+def _adjust_patterns() -> list[tuple[re.Pattern[str], str, int]]:
+    return [(_rx(pattern), prop, sign) for pattern, prop, sign in lx.ADJUST_WORDS]
+
+
+@dataclass(frozen=True)
+class PartMention:
+    """A part word in the text, resolved against the image: its labels, or the labels it lacks."""
+
+    start: int
+    end: int
+    word: str
+    labels: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+@dataclass
+class Clause:
+    text: str
+    items: list[dict[str, object]] = field(default_factory=list)
+    problem: str | None = None
+
+
+def find_parts(text: str, labels: Sequence[str]) -> list[PartMention]:
+    """Part words in reading order; earlier (more specific) lexicon entries win overlaps."""
+    taken: list[tuple[int, int]] = []
+    found: list[PartMention] = []
+    for pattern, groups in _part_patterns():
+        for match in pattern.finditer(text):
+            span = match.span()
+            if span[0] == span[1] or any(span[0] < end and start < span[1] for start, end in taken):
+                continue
+            taken.append(span)
+            found.append(_resolve(match.group(0), span, groups, labels))
+    return sorted(found, key=lambda m: m.start)
+
+
+def _resolve(word: str, span: tuple[int, int], groups: list[list[str]], labels: Sequence[str]) -> PartMention:
+    for group in groups:
+        present = tuple(label for label in group if label in labels)
+        if present:
+            return PartMention(span[0], span[1], word, present, ())
+    return PartMention(span[0], span[1], word, (), tuple(groups[0]))
+
+
+class RulePlanner:
+    """The offline default planner (``CHATEDIT_PLANNER=rules``)."""
+
+    name = "rules"
+
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.rules = rules or load_rules()
+
+    def plan(self, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = ()) -> PlanResult:
+        language = detect_language(request)
+        if len(request) > 4 * self.rules.text_max_length:
+            reason = _say(language, f"The request is {len(request)} characters long; please keep it under "
+                                    f"{4 * self.rules.text_max_length}.",
+                          f"请求有 {len(request)} 个字符，请控制在 {4 * self.rules.text_max_length} 个以内。")
+            return PlanResult(reply=reason, not_understood=[NotUnderstood(request[:80], reason)], language=language)
+        clauses = self._clauses(request)
+        previous: tuple[str, ...] = ()
+        for clause in clauses:
+            previous = _Reader(clause, labels, previous, language, self.rules).read() or previous
+        items = [item for clause in clauses for item in clause.items]
+        outcome = validate(items, labels, self.rules)
+        not_understood = [NotUnderstood(c.text, c.problem) for c in clauses if c.problem]
+        result = PlanResult(reply="", commands=outcome.commands, rejections=outcome.rejections,
+                            not_understood=not_understood, language=language)
+        result.reply = _reply(result, language)
+        return result
+
+    def _clauses(self, request: str) -> list[Clause]:
+        """Split at separators and conjunctions; a verbless piece naming parts finishes the clause before it.
+
+        "make the shirt and the pants white" splits at "and" into "make the shirt" and
+        "the pants white"; the second has no action, so the two are read together.
+        """
+        c = _compiled()
+        clauses: list[Clause] = []
+        for piece in c["CLAUSE_SPLIT"].split(request)[::2]:
+            parts = c["PART_JOIN"].split(piece)
+            current = parts[0]
+            for joiner, sub in zip(parts[1::2], parts[2::2], strict=True):
+                if _has_action(sub) and _has_action(current):
+                    clauses.append(Clause(current.strip()))
+                    current = sub
+                else:
+                    current += joiner + sub
+            current = current.strip()
+            if current and not c["SKIP_CLAUSE"].search(current):
+                clauses.append(Clause(current))
+        return clauses
+
+
+def _has_action(text: str) -> bool:
+    c = _compiled()
+    keys = ("REMOVE_WORDS", "BLUR_WORDS", "FACE_WORDS", "STYLE_WORDS", "CHANGE_MARKERS_ZH", "CHANGE_VERBS_EN",
+            "PUT_SOMEWHERE_EN", "PUT_SOMEWHERE_ZH", "RETOUCH_ZH", "ADD_ZH", "ADD_EN", "MAKE_ZH")
+    return any(c[k].search(text) for k in keys) or any(p.search(text) for p, _, _ in _adjust_patterns())
+
+
+@cache
+def _every_label() -> tuple[str, ...]:
+    rules = load_rules()
+    return (*rules.default_labels, rules.selection_label)
+
+
+class _Reader:
+    """Reads one clause into command items (or a problem sentence)."""
+
+    def __init__(self, clause: Clause, labels: Sequence[str], previous: tuple[str, ...], language: Language,
+                 rules: Rules) -> None:
+        self.clause, self.labels, self.previous, self.language, self.rules = clause, labels, previous, language, rules
+        self.text = clause.text
+        self.c = _compiled()
+
+    # The result: the targets this clause acted on (pronouns in the next clause point to them).
+    def read(self) -> tuple[str, ...]:
+        for step in (self._remove, self._put_somewhere, self._change, self._style, self._face, self._blur,
+                     self._adjust, self._make_en, self._make_zh, self._add, self._retouch):
+            outcome = step()
+            if outcome is not None:
+                return outcome
+        mentions = find_parts(self.text, self.labels)
+        if mentions:
+            self._problem(f"I see {_names(mentions)} but not what to do with it.",
+                          f"我看到了{_names(mentions)}，但不明白要怎么修改。")
+        else:
+            self._problem("I could not tell what to change here.", "我没有理解这一句要修改什么。")
+        return ()
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _emit(self, command: str, *paras: object) -> None:
+        self.clause.items.append({"command": command, "paras": list(paras)})
+
+    def _problem(self, en: str, zh: str) -> None:
+        self.clause.problem = _say(self.language, en, zh)
+
+    def _targets(self, text: str, *, allow_pronoun: bool = True) -> tuple[tuple[str, ...], list[PartMention]]:
+        """Labels named in ``text`` (present ones) and the mentions of parts the image lacks."""
+        mentions = find_parts(text, self.labels)
+        present = tuple(dict.fromkeys(label for m in mentions for label in m.labels))
+        missing = [m for m in mentions if m.missing]
+        selection = self.rules.selection_label
+        if not present and not missing and selection in self.labels and re.search(r"\bthis\b|这个|这块|这里|此处", text,
+                                                                                   re.IGNORECASE):
+            present = (selection,)  # "make this white" points at what the person selected
+        if not present and not missing and allow_pronoun and self.c["PRONOUN"].search(text):
+            present = self.previous
+        return present, missing
+
+    def _report_missing(self, missing: list[PartMention]) -> None:
+        names = ", ".join(dict.fromkeys(label for m in missing for label in m.missing))
+        have = ", ".join(self.labels) or "none"
+        self._problem(f"This image has no {names} (its parts are {have}), so I left \"{self.text}\" out.",
+                      f"这张图片里没有{names}（它的部分是 {have}），所以没有执行“{self.text}”。")
+
+    def _need_targets(self, targets: tuple[str, ...], missing: list[PartMention]) -> bool:
+        """True when there are targets to act on; otherwise records why not."""
+        if targets:
+            return True
+        if missing:
+            self._report_missing(missing)
+        else:
+            self._problem(f"Say which part \"{self.text}\" is about.", f"请说明“{self.text}”指的是哪个部分。")
+        return False
+
+    def _emit_change(self, targets: tuple[str, ...], what: str) -> None:
+        """A change of these parts; retouching only the face is the contract's `face` command."""
+        if targets == ("Face",):
+            self._emit("face", self._prompt(what))
+        else:
+            self._emit("change", list(targets), self._prompt(what))
+
+    def _intensity(self, base: float) -> float:
+        if self.c["HIGH_INTENSITY"].search(self.text):
+            return min(1.0, base * 2.0)
+        if self.c["LOW_INTENSITY"].search(self.text):
+            return round(base / 2.0, 3)
+        return base
+
+    # --- actions, tried in this order ---------------------------------------------
+
+    def _remove(self) -> tuple[str, ...] | None:
+        match = self.c["REMOVE_WORDS"].search(self.text)
+        if not match:
+            return None
+        targets, missing = self._targets(self.text)
+        if self._need_targets(targets, missing):
+            self._emit("remove", list(targets))
+        return targets
+
+    def _put_somewhere(self) -> tuple[str, ...] | None:
+        match = self.c["PUT_SOMEWHERE_EN"].search(self.text) or self.c["PUT_SOMEWHERE_ZH"].search(self.text)
+        if not match:
+            return None
+        if "Background" not in self.labels:
+            self._report_missing([PartMention(0, 0, "background", (), ("Background",))])
+            return ()
+        self._emit("change", ["Background"], self._prompt(re.sub(r"(?:的)?背景(?:中|里)?$", "", match.group("where"))))
+        return ("Background",)
+
+    def _change(self) -> tuple[str, ...] | None:
+        """"将X换成Y" / "change X to Y": Y is a colour (recolor) or a thing (change)."""
+        split = self._change_split()
+        if split is None:
+            return None
+        before, after = split
+        targets, missing = self._targets(before)
+        if not targets and not missing:
+            targets, missing = self._targets(after, allow_pronoun=False)
+            after = _strip_parts(after, self.labels)
+        if not self._need_targets(targets, missing):
+            return ()
+        color = _only_color(after)
+        if color is not None:
+            self._emit("recolor", list(targets), color)
+        elif after.strip():
+            self._emit_change(targets, after)
+        else:
+            self._problem(f"Say what {', '.join(targets)} should become.", f"请说明{', '.join(targets)}要变成什么。")
+        return targets
+
+    def _change_split(self) -> tuple[str, str] | None:
+        text = self.text
+        zh = self.c["CHANGE_MARKERS_ZH"].search(text)
+        if zh:
+            return text[:zh.start()], text[zh.end():]
+        colour_verb = re.search(r"(?:变|染|涂|刷)(?:得|成)?(?:更)?(?=(?:" + "|".join(lx.COLOR_ZH_EN) + r")色?)", text)
+        if colour_verb:
+            return text[:colour_verb.start()], text[colour_verb.end():]
+        retouch = self.c["RETOUCH_ZH"].search(text)
+        if retouch:
+            bare = re.search(r"(?:为|成)", text[retouch.end():])
+            if bare:
+                cut = retouch.end() + bare.start()
+                return text[:cut], text[cut + 1:]
+        verb = self.c["CHANGE_VERBS_EN"].search(text)
+        if verb:
+            marker = self.c["CHANGE_MARKERS_EN"].search(text, verb.end())
+            if marker and find_parts(text[verb.end():marker.start()] + " " + text[:verb.start()], _every_label()) or (
+                    marker and self.c["PRONOUN"].search(text[verb.end():marker.start()])):
+                return text[:marker.start()], text[marker.end():]
+        return None
+
+    def _style(self) -> tuple[str, ...] | None:
+        match = self.c["STYLE_WORDS"].search(self.text)
+        if not match:
+            return None
+        targets, _ = self._targets(self.text, allow_pronoun=False)
+        subject = re.search(r"\bin the style of\s+(.+)", self.text, re.IGNORECASE)
+        style = _clean_en(subject.group(1)) if subject else self._prompt(self._style_phrase(match))
+        if targets and targets != ("Background",):
+            self._emit("change", list(targets), f"{style} style")
+            return targets
+        self._emit("style", style)
+        return ()
+
+    def _style_phrase(self, match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word.lower() in ("style", "painting", "风格", "画风"):
+            # "make it look like a watercolor painting": the words around the generic one carry the style.
+            specific = [m.group(0) for m in self.c["STYLE_WORDS"].finditer(self.text)
+                        if m.group(0).lower() not in ("style", "painting", "风格", "画风")]
+            if specific:
+                return specific[0]
+            around = re.sub(r"(?:把|将)?(?:图片|照片|画面|整体|整张图)?(?:改成|变成|换成|转换为|转成|调成)?", "",
+                            self.text)
+            return around.strip() or word
+        return word
+
+    def _face(self) -> tuple[str, ...] | None:
+        match = self.c["FACE_WORDS"].search(self.text)
+        if not match:
+            return None
+        if "Face" not in self.labels:
+            self._report_missing([PartMention(0, 0, "face", (), ("Face",))])
+            return ()
+        self._emit("face", self._prompt(self.text))
+        return ("Face",)
+
+    def _blur(self) -> tuple[str, ...] | None:
+        if not self.c["BLUR_WORDS"].search(self.text):
+            return None
+        targets, missing = self._targets(self.text)
+        if not targets and not missing and "Background" in self.labels:
+            targets = ("Background",)  # "虚化" alone is background bokeh
+        if self._need_targets(targets, missing):
+            self._emit("blur", list(targets), round(self._intensity(DEFAULT_BLUR), 3))
+        return targets
+
+    def _adjust(self) -> tuple[str, ...] | None:
+        found = []
+        for pattern, prop, sign in _adjust_patterns():
+            match = pattern.search(self.text)
+            if match and prop not in {p for p, _ in found}:
+                found.append((prop, sign))
+        if not found:
+            return None
+        targets, missing = self._targets(self.text)
+        if missing and not targets:
+            self._report_missing(missing)
+            return ()
+        if targets == ("Face",) and self.c["FACE_RETOUCH"].search(self.text):
+            self._emit("face", self._prompt(self.text))
+            return targets
+        amount = self._intensity(DEFAULT_AMOUNT)
+        for prop, sign in found:
+            value = -1.0 if sign < -1 else round(sign * amount, 3)
+            self._emit("adjust", prop, value, list(targets))
+        return targets
+
+    def _make_en(self) -> tuple[str, ...] | None:
+        """"make the shirt white", "turn the hat red": English with no "to"/"into"."""
+        verb = re.search(r"\b(?:make|turn|paint|dye|colou?r|recolou?r|get)\b", self.text, re.IGNORECASE)
+        if not verb:
+            return None
+        mentions = find_parts(self.text[verb.end():], self.labels)
+        targets, missing = self._targets(self.text[verb.end():])
+        if not self._need_targets(targets, missing):
+            return ()
+        rest = self.text[verb.end() + max(m.end for m in mentions):] if mentions else ""
+        color = _only_color(rest)
+        if color is not None:
+            self._emit("recolor", list(targets), color)
+        elif rest.strip():
+            self._emit("change", list(targets), f"{_clean_en(rest)} {' '.join(m.word for m in mentions)}".strip())
+        else:
+            self._problem(f"Say what {', '.join(targets)} should become.", f"请说明{', '.join(targets)}要变成什么。")
+        return targets
+
+    def _make_zh(self) -> tuple[str, ...] | None:
+        """"让头发更加蓬松自然": the parts change to look as described."""
+        match = self.c["MAKE_ZH"].search(self.text)
+        if not match:
+            return None
+        targets, missing = self._targets(match.group("what"))
+        if not targets and not missing:
+            return None
+        if self._need_targets(targets, missing):
+            self._emit_change(targets, self.text[match.start("what"):])
+        return targets
+
+    def _add(self) -> tuple[str, ...] | None:
+        """"给帽子添加花纹" / "在背景中加入花海" / "戴上墨镜": the parts named are changed; no part: a global instruction."""
+        match = self.c["ADD_ZH"].search(self.text) or self.c["ADD_EN"].search(self.text)
+        if not match:
+            return None
+        thing = self.text[match.end():]
+        targets, missing = self._targets(self.text[:match.start()], allow_pronoun=False)
+        if not targets:
+            targets, missing = self._targets(thing, allow_pronoun=False)
+        if missing and not targets:
+            self._report_missing(missing)
+            return ()
+        if targets:
+            self._emit_change(targets, thing or self.text)
+            return targets
+        self._emit("instruct", self._prompt(self.text))
+        return ()
+
+    def _retouch(self) -> tuple[str, ...] | None:
+        """"对发型进行修饰", "增强头发的光泽感": change the parts as the clause says; no part: a global instruction."""
+        if not self.c["RETOUCH_ZH"].search(self.text) and not self.c["CHANGE_VERBS_EN"].search(self.text):
+            return None
+        targets, missing = self._targets(self.text)
+        if targets:
+            self._emit_change(targets, self.text)
+        elif missing:
+            self._report_missing(missing)
+        elif re.search(r"效果|光线|光影|氛围|质感|感觉|effect|light|mood|atmosphere", self.text, re.IGNORECASE):
+            self._emit("instruct", self._prompt(self.text))
+        else:
+            self._problem(f"Say which part \"{self.text}\" is about.", f"请说明“{self.text}”指的是哪个部分。")
+        return targets
+
+    def _prompt(self, text: str) -> str:
+        text = text.strip(" ：:，,。.")
+        if not _CJK.search(text):
+            return _clean_en(text) or text
+        return _translate_zh(text)
+
+
+def _only_color(text: str) -> str | None:
+    """The colour when ``text`` names only a colour ("white", "明亮的橙色", "a deep navy"), else None."""
+    stripped = _compiled()["COLOR_FILLER"].sub(" ", text).strip(" ：:，,。.！!")
+    stripped = re.sub(r"\s+", " ", stripped)
+    if not stripped:
+        return None
+    zh = re.fullmatch(r"(深|浅|淡|亮)?(" + "|".join(sorted(lx.COLOR_ZH_EN, key=len, reverse=True)) + r")色?", stripped)
+    if zh:
+        shade, word = zh.groups()
+        name = lx.COLOR_ZH_EN[word]
+        if shade:
+            prefixed = ("dark" if shade == "深" else "light") + name
+            try:
+                parse_color(prefixed)
+                return prefixed
+            except InvalidColor:
+                pass
+        return word + "色" if word in "白黑红橙黄绿青蓝紫粉灰棕金银" else name
+    try:
+        parse_color(stripped)
+    except InvalidColor:
+        return None
+    return stripped.lower()
+
+
+def _strip_parts(text: str, labels: Sequence[str]) -> str:
+    for mention in reversed(find_parts(text, labels)):
+        text = text[:mention.start] + text[mention.end:]
+    return text
+
+
+def _clean_en(text: str) -> str:
+    text = re.sub(r"^\s*(?:a|an|the|some)\s+", "", text.strip(), flags=re.IGNORECASE)
+    return text.strip(" .,!;:")
+
+
+@cache
+def _glossary() -> list[tuple[str, str]]:
+    return sorted(lx.GLOSSARY_ZH_EN, key=lambda pair: len(pair[0]), reverse=True)
+
+
+def _translate_zh(text: str) -> str:
+    """English from the glossary when it covers every word, else the person's Chinese as written."""
+    cleaned = re.sub(r"^(?:将|把|给|让|使|对|为)?(?:图片|照片|画面|人物)?(?:中|里)?的?", "", text)
+    translated = cleaned
+    for zh, en in _glossary():
+        translated = translated.replace(zh, f" {en} " if en.strip() else en)
+    if _CJK.search(translated):
+        return cleaned or text
+    return re.sub(r"\s+", " ", re.sub(r"\s*,\s*", ", ", translated)).strip(" ,")
+
+
+def _names(mentions: Sequence[PartMention]) -> str:
+    return ", ".join(dict.fromkeys(label for m in mentions for label in (m.labels or m.missing)))
+
+
+def _say(language: Language, en: str, zh: str) -> str:
+    return zh if language == "zh" else en
+
+
+def _reply(result: PlanResult, language: Language) -> str:
+    lines = []
+    if result.commands:
+        lines.append(_say(language, "Here is what I will do:", "我会这样修改："))
+        lines.extend(f"- {c.command} {_paras_text(c.to_wire()['paras'])}" for c in result.commands)
+    elif not result.not_understood:
+        lines.append(_say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
+    for item in result.not_understood:
+        lines.append(item.reason if item.reason.endswith((".", "。")) or item.clause in item.reason
+                     else f"{item.reason} ({item.clause})")
+    for rejection in result.rejections:
+        lines.append(rejection.reason)
+    return "\n".join(lines)
+
+
+def _paras_text(paras: list[object]) -> str:
+    import json
+
+    return ", ".join(json.dumps(p, ensure_ascii=False) for p in paras)

@@ -1,0 +1,114 @@
+"""Submitting an edit: what the app and ``chatedit edit`` hand the ``edit`` job, checked before it is queued.
+
+The payload is plain JSON so that a worker on another machine needs nothing but the
+database. Commands are checked for shape here (so a person hears about a typo at
+once) and again against the image's labels by the handler, which is the only place
+that knows them for sure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.commands import CommandsNotFound, extract_commands, validate
+from core.rules import load_rules
+from db.models import LOCAL_USER_ID
+from jobs.errors import InvalidJobRequest
+from jobs.services import Services
+
+EDIT_KIND = "edit"
+
+
+class InvalidEdit(InvalidJobRequest):
+    """An edit that cannot be queued; the message says why, in sentences."""
+
+    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or []
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One edit job: these commands on this image, recorded as a child of ``parent_step_id``."""
+
+    image_id: int
+    commands: list[dict[str, Any]]
+    history_id: int | None = None
+    parent_step_id: int | None = None
+    #: Blob key of a PNG mask (white = selected): the ``Selection`` target.
+    selection_key: str | None = None
+    #: An ONNX segmenter for this edit; None means the installation's CHATEDIT_SEGMENTER.
+    segmenter: str | None = None
+    #: The person's defaults (parameter precedence: command > these > template > defaults).
+    user_settings: dict[str, Any] = field(default_factory=dict)
+    user_id: int = LOCAL_USER_ID
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> EditRequest:
+        try:
+            request = cls(**payload)
+        except TypeError as exc:
+            raise InvalidEdit(f"This edit job's payload is malformed ({exc}).") from None
+        if not isinstance(request.image_id, int) or not isinstance(request.commands, list):
+            raise InvalidEdit("This edit job's payload needs an integer image_id and a list of commands.")
+        return request
+
+
+def parse_commands_text(text: str) -> list[dict[str, Any]]:
+    """Commands given as JSON text (a bare array or a planner's reply that contains one)."""
+    try:
+        items = extract_commands(text)
+    except CommandsNotFound:
+        raise InvalidEdit("The commands are not a JSON list of command objects, e.g. "
+                          '[{"command": "adjust", "paras": ["brightness", 0.3, []]}].') from None
+    return items
+
+
+def check_shape(commands: list[dict[str, Any]]) -> None:
+    """Refuse commands that are wrong whatever the image (unknown names, bad paras) before queueing.
+
+    Target labels are checked against every label the contract knows here; whether
+    this image has them is the handler's check.
+    """
+    rules = load_rules()
+    if not commands:
+        raise InvalidEdit("There are no commands to run.")
+    outcome = validate(commands, _string_targets(commands), rules)
+    if outcome.rejections:
+        reasons = [f"Command {r.index + 1}: {r.reason}" for r in outcome.rejections]
+        raise InvalidEdit(" ".join(reasons), reasons)
+    if not any(rules.commands[c.command].executable for c in outcome.commands):
+        raise InvalidEdit("These commands are only advice; there is nothing to run.")
+
+
+def _string_targets(commands: list[dict[str, Any]]) -> list[str]:
+    """Every string target given: any label may exist in some image, so none is refused here."""
+    labels: list[str] = []
+    for item in commands:
+        for para in item.get("paras", []) if isinstance(item, dict) else []:
+            if isinstance(para, list):
+                labels.extend(p for p in para if isinstance(p, str))
+    return labels
+
+
+def lane_for(commands: list[dict[str, Any]]) -> str:
+    """Generative work goes to the GPU lane; exact classical edits are quick and interactive."""
+    rules = load_rules()
+    needs_gpu = any(
+        rules.commands[c["command"]].generative and not rules.commands[c["command"]].classical_fallback
+        for c in commands if c.get("command") in rules.commands
+    )
+    return "gpu" if needs_gpu else "interactive"
+
+
+def submit_edit(services: Services, request: EditRequest, *, priority: int = 0) -> int:
+    """Check and queue an edit; returns the job id."""
+    check_shape(request.commands)
+    payload = json.loads(json.dumps(request.to_payload()))  # plain JSON, as the worker will read it
+    return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands), priority=priority,
+                                  owner_id=request.user_id)

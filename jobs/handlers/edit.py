@@ -1,0 +1,133 @@
+"""The ``edit`` job: run the commands a person picked on an image and record the result as a step.
+
+Stages, in order: read the request; load the image; find its labels (the segmenter's
+label map, cached per image and model, and the person's selection); validate the
+commands against those labels; merge and order them; check a backend can run each
+one (before doing any work); run them with progress and cancel checks; store the
+output PNG with its recipe under the PNG text key ``chatedit``; add the history step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from core.commands import Command, execution_plan, resolve_params, validate
+from core.editing import NeedsGenerativeBackend, Regions, check_runnable, run_classical
+from core.masks import InvalidMask, MissingSelection, UnknownLabel, mask_from_png
+from core.recipes import RECIPE_KEY, Recipe
+from core.rules import load_rules
+from jobs.context import JobContext
+from jobs.edits import EditRequest, InvalidEdit
+from jobs.errors import PermanentError
+from jobs.histories import record_step
+from jobs.images import encode_png, get_image, image_rgb, store_encoded
+
+
+def handle(ctx: JobContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    rules = load_rules()
+    services = ctx.services
+
+    # 1. Read the request and load the image.
+    try:
+        request = EditRequest.from_payload(ctx.payload)
+    except InvalidEdit as exc:
+        raise PermanentError(str(exc)) from None
+    source = get_image(services, request.image_id)
+    image = image_rgb(services, request.image_id)
+    timings["load_s"] = time.perf_counter() - started
+    ctx.progress(0.05, "image loaded")
+
+    # 2. What the targets can be: segmentation labels and the person's selection.
+    mark = time.perf_counter()
+    regions, labels, segmenter_id = _regions(ctx, request, image.shape[:2])
+    timings["segment_s"] = time.perf_counter() - mark
+
+    # 3. Validate against this image, merge, order, and check every command can run.
+    outcome = validate(request.commands, labels, rules)
+    if outcome.rejections:
+        raise PermanentError(" ".join(f"Command {r.index + 1}: {r.reason}" for r in outcome.rejections))
+    runnable, advice = execution_plan(outcome.commands, rules)
+    if not runnable:
+        raise PermanentError("These commands are only advice; there is nothing to run.")
+    try:
+        check_runnable(runnable, rules)
+    except NeedsGenerativeBackend as exc:
+        raise PermanentError(str(exc)) from None
+
+    # 4. Run them, reporting progress after each.
+    params = [resolve_params(c, user_settings=request.user_settings, rules=rules) for c in runnable]
+    notes: list[str] = []
+    timings["mask_s"] = timings["op_s"] = 0.0
+    for i, (command, command_params) in enumerate(zip(runnable, params, strict=True)):
+        ctx.check()
+        try:
+            run = run_classical(image, command, regions, command_params, rules)
+        except (UnknownLabel, MissingSelection, ValueError) as exc:
+            raise PermanentError(f"'{command.command}' could not run: {exc}") from None
+        image = run.image
+        notes.extend(run.notes)
+        timings["mask_s"] += run.mask_s
+        timings["op_s"] += run.op_s
+        ctx.progress(0.1 + 0.8 * (i + 1) / len(runnable), f"{_summary(command)} done")
+
+    # 5. Store the result with its recipe, and the step.
+    mark = time.perf_counter()
+    recipe = Recipe(
+        job_id=ctx.job.id, source_image_id=source.id, source_sha256=source.sha256,
+        commands=[c.to_wire() for c in runnable], advice=[c.to_wire() for c in advice], params=params,
+        backend="classical", seed=None, segmenter=segmenter_id, labels=sorted(labels), notes=notes,
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )
+    png = encode_png(image, text={RECIPE_KEY: recipe.to_json()})
+    stored = store_encoded(services, png, width=image.shape[1], height=image.shape[0], user_id=request.user_id)
+    ctx.save_output("image", png)
+    step_id = None
+    if request.history_id is not None:
+        step_id = record_step(
+            services, history_id=request.history_id, parent_id=request.parent_step_id, image_id=stored.id,
+            commands=recipe.commands, params={"params": params, "backend": "classical", "notes": notes},
+            job_id=ctx.job.id, user_id=request.user_id,
+        )
+    timings["store_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+    ctx.progress(1.0, "done")
+    return {
+        "image_id": stored.id, "step_id": step_id, "commands": recipe.commands, "advice": recipe.advice,
+        "notes": notes, "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
+
+
+def _regions(ctx: JobContext, request: EditRequest, shape: tuple[int, int]) -> tuple[Regions, list[str], str | None]:
+    """Masks sources and the labels this image has; segmentation runs (or is read from cache) only when configured."""
+    services = ctx.services
+    selection = None
+    labels: list[str] = []
+    if request.selection_key is not None:
+        try:
+            selection = mask_from_png(services.blobs.get(request.selection_key), shape)
+        except InvalidMask as exc:
+            raise PermanentError(f"The selection cannot be used: {exc}") from None
+        labels.append(load_rules().selection_label)
+    segmenter = request.segmenter or (str(services.settings.segmenter) if services.settings.segmenter else None)
+    if segmenter is None:
+        return Regions(shape=shape, selection=selection), labels, None
+    from jobs.segmentation import SegmenterNotConfigured, segment_image
+
+    ctx.progress(0.05, "segmenting")
+    try:
+        segmentation = segment_image(services, request.image_id, Path(segmenter))
+    except (SegmenterNotConfigured, FileNotFoundError, ValueError) as exc:
+        raise PermanentError(str(exc)) from None
+    labels.extend(segmentation.present)
+    regions = Regions(shape=shape, label_map=segmentation.label_map, label_names=segmentation.label_names,
+                      selection=selection)
+    return regions, labels, segmentation.model_id
+
+
+def _summary(command: Command) -> str:
+    return f"{command.command} {json.dumps(list(command.to_wire()['paras']), ensure_ascii=False)}"
