@@ -6,7 +6,14 @@ offline default and needs nothing installed or configured.
 
 from __future__ import annotations
 
-from core.planners.base import ChatTurn, NotUnderstood, Planner, PlannerUnavailable, PlanResult, detect_language
+from core.planners.base import (
+    ChatTurn,
+    NotUnderstood,
+    Planner,
+    PlannerUnavailable,
+    PlanResult,
+    detect_language,
+)
 
 PLANNERS = ("rules",)
 

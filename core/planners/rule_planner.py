@@ -18,7 +18,13 @@ from functools import cache
 from core.colors import InvalidColor, parse_color
 from core.commands import validate
 from core.planners import lexicon as lx
-from core.planners.base import ChatTurn, Language, NotUnderstood, PlanResult, detect_language
+from core.planners.base import (
+    ChatTurn,
+    Language,
+    NotUnderstood,
+    PlanResult,
+    detect_language,
+)
 from core.rules import Rules, load_rules
 
 DEFAULT_AMOUNT = 0.3
@@ -133,7 +139,7 @@ class RulePlanner:
                     current = sub
                 else:
                     current += joiner + sub
-            current = current.strip()
+            current = re.sub(r"^(?:and|then|also|plus)\s+", "", current.strip(), flags=re.IGNORECASE)
             if current and not c["SKIP_CLAUSE"].search(current):
                 clauses.append(Clause(current))
         return clauses
@@ -258,6 +264,8 @@ class _Reader:
         if not targets and not missing:
             targets, missing = self._targets(after, allow_pronoun=False)
             after = _strip_parts(after, self.labels)
+        if not targets and not missing:
+            return None  # "把照片变成油画风格": no part named, so another reading (style) may fit
         if not self._need_targets(targets, missing):
             return ()
         color = _only_color(after)
@@ -367,7 +375,10 @@ class _Reader:
         targets, missing = self._targets(self.text[verb.end():])
         if not self._need_targets(targets, missing):
             return ()
-        rest = self.text[verb.end() + max(m.end for m in mentions):] if mentions else ""
+        after = self.text[verb.end():]
+        pointer = re.search(r"\b(?:this|it|them)\b", after, re.IGNORECASE)
+        anchor = max(m.end for m in mentions) if mentions else (pointer.end() if pointer else len(after))
+        rest = after[anchor:]
         color = _only_color(rest)
         if color is not None:
             self._emit("recolor", list(targets), color)
@@ -497,8 +508,7 @@ def _reply(result: PlanResult, language: Language) -> str:
     elif not result.not_understood:
         lines.append(_say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
     for item in result.not_understood:
-        lines.append(item.reason if item.reason.endswith((".", "。")) or item.clause in item.reason
-                     else f"{item.reason} ({item.clause})")
+        lines.append(item.reason if item.clause in item.reason else f"\"{item.clause}\": {item.reason}")
     for rejection in result.rejections:
         lines.append(rejection.reason)
     return "\n".join(lines)
