@@ -1,9 +1,105 @@
-"""``chatedit models export-segmenter`` and ``chatedit segment`` (issue 5)."""
+"""``chatedit models export-segmenter`` and ``chatedit segment`` (issue 5).
+
+Both import the segmentation code inside the command, so ``chatedit --help`` never loads
+torch, transformers or onnxruntime.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
+import numpy as np
 
 
 def register(cli: click.Group) -> None:
     """Add this module's commands to the ``chatedit`` group."""
+    cli.add_command(models)
+    cli.add_command(segment)
+
+
+@click.group()
+def models() -> None:
+    """Prepare the models ChatEdit runs."""
+
+
+@models.command("export-segmenter")
+@click.option("--model", "source", required=True, metavar="ID_OR_DIR",
+              help="A Hugging Face model id (e.g. mattmdjaga/segformer_b2_clothes) or a local model directory.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the .onnx file.")
+@click.option("--tolerance", type=click.FloatRange(min=0.0), default=1e-3, show_default=True,
+              help="Largest |ONNX - PyTorch| logit difference the check accepts.")
+def export_segmenter_command(source: str, output: Path, tolerance: float) -> None:
+    """Export a transformers semantic-segmentation model to one ONNX file for CHATEDIT_SEGMENTER.
+
+    The file carries the label names and the preprocessing, and is checked against
+    PyTorch on two input sizes before it is written.
+    """
+    from core.segmentation import SegmenterError
+    from core.segmentation.export import export_segmenter
+
+    if output.suffix.lower() != ".onnx":
+        raise click.BadParameter("the file name must end in .onnx", param_hint="-o/--output")
+    try:
+        report = export_segmenter(source, output, tolerance=tolerance)
+    except SegmenterError as exc:
+        raise click.ClickException(str(exc)) from None
+    meta = report.metadata
+    click.echo(f"Wrote {report.path} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s: model {meta.model_id}, "
+               f"{len(meta.label_names)} labels, input {meta.preprocessing.width}×{meta.preprocessing.height}.")
+    click.echo(f"ONNX matches PyTorch to {report.max_abs_diff:.1e} on inputs "
+               + ", ".join("×".join(str(d) for d in shape) for shape in report.checked_shapes) + ".")
+    click.echo(f"Use it with CHATEDIT_SEGMENTER={report.path.resolve()}")
+
+
+@click.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--segmenter", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ONNX segmenter to use (default CHATEDIT_SEGMENTER).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the label map as a PNG (pixel value = label id, with a colour palette).")
+@click.pass_obj
+def segment(obj: dict[str, Any], image: Path, segmenter: Path | None, as_json: bool, output: Path | None) -> None:
+    """Print the labels present in IMAGE and the share of the image each covers.
+
+    Runs the segmenter directly on the file; it needs no database.
+    """
+    from core.images import ImageRejected, load_image
+    from core.segmentation import SegmenterError, encode_label_map, load_segmenter
+    from jobs.segmentation import SegmenterNotConfigured
+
+    settings = obj["settings"]
+    path = segmenter if segmenter is not None else settings.segmenter
+    if path is None:
+        raise click.ClickException(str(SegmenterNotConfigured()))
+    try:
+        loaded = load_image(image.read_bytes(), max_bytes=settings.max_upload_bytes,
+                            max_pixels=settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise click.ClickException(f"{image}: {exc}") from None
+    try:
+        model = load_segmenter(path)
+        result = model.segment(np.asarray(loaded.to_pil()))
+    except SegmenterError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output is not None:
+        try:
+            output.write_bytes(encode_label_map(result.label_map, result.label_names))
+        except OSError as exc:
+            raise click.ClickException(f"Cannot write {output}: {exc.strerror or exc}.") from None
+    if as_json:
+        click.echo(json.dumps({
+            "image": str(image), "width": loaded.width, "height": loaded.height, "model_id": model.model_id,
+            "labels": result.label_entries(),
+            "label_map": None if output is None else str(output),
+        }, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{image} ({loaded.width}×{loaded.height}), segmenter {model.model_id} on {model.provider}:")
+    for name in result.present:
+        click.echo(f"  {name:<16} {result.shares[name]:>7.2%}")
+    if output is not None:
+        click.echo(f"Label map written to {output}")

@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 OPSET = 18
 #: Largest |ONNX - PyTorch| logit difference an export may have.
 DEFAULT_TOLERANCE = 1e-3
+HUB_UNREACHABLE = ("the Hugging Face Hub cannot be reached from here and the model is not in the local cache; "
+                   "download it where there is a network and pass its directory")
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,12 @@ def export_segmenter(source: str, output: Path | str, *, tolerance: float = DEFA
     started = time.perf_counter()
     output = Path(output)
     # 1. Load the model and what its image processor does.
-    model = _load_model(source)
-    preprocessing = _load_preprocessing(source, model.config)
+    local = Path(source).expanduser()
+    # Without a network the hub client retries for most of a minute; find out in seconds instead,
+    # and then use the local Hugging Face cache only.
+    offline = not local.is_dir() and not _hub_reachable()
+    model = _load_model(source, offline=offline)
+    preprocessing = _load_preprocessing(source, model.config, offline=offline)
     label_names = _label_names(model.config)
     metadata = SegmenterMetadata(model_id=model_id_for(source, weights_sha256(model)), source=source,
                                  label_names=label_names, preprocessing=preprocessing)
@@ -86,7 +95,7 @@ def weights_sha256(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _load_model(source: str) -> Any:
+def _load_model(source: str, *, offline: bool) -> Any:
     from transformers import AutoModelForSemanticSegmentation
 
     local = Path(source).expanduser()
@@ -94,22 +103,36 @@ def _load_model(source: str) -> Any:
         raise ModelSourceUnavailable(source, "it is a file; pass a model directory or a Hugging Face id")
     if not local.exists() and source.startswith((".", "/", "~")):
         raise ModelSourceUnavailable(source, "there is no such directory")
+    cache_only: dict[str, Any] = {"local_files_only": True, "adapter_kwargs": {"local_files_only": True}}
     try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(str(local) if local.is_dir() else source)
+        model = AutoModelForSemanticSegmentation.from_pretrained(str(local) if local.is_dir() else source,
+                                                                 **(cache_only if offline else {}))
     except OSError as exc:
-        raise ModelSourceUnavailable(source, _why_unavailable(exc)) from None
+        raise ModelSourceUnavailable(source, HUB_UNREACHABLE if offline else _why_unavailable(exc)) from None
     except ValueError as exc:  # a config transformers knows but not as semantic segmentation
         raise ModelSourceUnavailable(source, f"it is not a semantic-segmentation model ({_first_line(exc)})") from None
     return model.eval()
 
 
+def _hub_reachable(timeout_s: float = 5.0) -> bool:
+    """Whether a TCP connection to the hub (HF_ENDPOINT) opens; assumed yes behind a proxy or in offline mode."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def _why_unavailable(exc: OSError) -> str:
-    text = str(exc)
-    offline = ("connect" in text.lower() or "offline" in text.lower() or "resolve" in text.lower()
-               or "network" in text.lower() or "timed out" in text.lower())
-    if offline:
-        return ("the Hugging Face Hub cannot be reached from here; download the model where there is a network "
-                "and pass its local directory")
+    text = str(exc).lower()
+    if any(word in text for word in ("connect", "offline", "resolve", "network", "timed out")):
+        return HUB_UNREACHABLE
     return _first_line(exc)
 
 
@@ -118,11 +141,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
-def _load_preprocessing(source: str, config: Any) -> Preprocessing:
+def _load_preprocessing(source: str, config: Any, *, offline: bool) -> Preprocessing:
     from transformers import AutoImageProcessor
 
     try:
-        processor = AutoImageProcessor.from_pretrained(source)
+        processor = AutoImageProcessor.from_pretrained(str(Path(source).expanduser()), local_files_only=offline)
     except (OSError, ValueError) as exc:
         if getattr(config, "model_type", None) != "segformer":
             raise ExportFailed(source, f"it has no image processor configuration ({_first_line(exc)})") from None
@@ -202,7 +225,9 @@ def _quiet_exporter_logs() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations, not ours to fix
+            yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,12 @@ class SegmentationResult:
     label_names: tuple[str, ...]
     present: tuple[str, ...]
     shares: dict[str, float]
+    #: The (first) label id of each label present.
+    ids: dict[str, int]
+
+    def label_entries(self) -> list[dict[str, Any]]:
+        """``[{"name", "id", "share"}]`` of the labels present: what is stored and printed."""
+        return [{"name": name, "id": self.ids[name], "share": round(self.shares[name], 6)} for name in self.present]
 
 
 def choose_providers(available: list[str]) -> list[str]:
@@ -76,7 +82,7 @@ class OnnxSegmenter:
         label_map = upsample_argmax(logits[0], height, width)
         summary = summarise_labels(label_map, self.label_names, min_share)
         return SegmentationResult(label_map=label_map, label_names=self.label_names, present=summary.present,
-                                  shares=summary.shares)
+                                  shares=summary.shares, ids=summary.ids)
 
 
 _sessions: dict[tuple[str, int, int], OnnxSegmenter] = {}
