@@ -25,6 +25,7 @@ run: install
 
 test: install
 	bash .ci/ensure-postgres
+	bash .ci/ensure-chromium
 	$(BIN)/python -m pytest
 
 bench-queue: install

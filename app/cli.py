@@ -87,20 +87,36 @@ def worker(obj: dict[str, Any], lanes: str, concurrency: int, name: str | None) 
 @click.option("--host", default=None, help="Address to bind (CHATEDIT_HOST).")
 @click.pass_obj
 def serve(obj: dict[str, Any], port: int | None, host: str | None) -> None:
-    """Upgrade the schema, then run a worker for every lane until Ctrl-C."""
+    """Upgrade the schema, then run the web app and a worker for every lane until Ctrl-C."""
     from db.migrate import upgrade
 
     settings: Settings = obj["settings"]
     with open_services(obj, need_schema=False) as services:
         revision = upgrade(services.database)
     click.echo(f"Database ready (revision {revision}): {settings.resolved_database_url.split('@')[-1]}")
+    port = settings.port if port is None else port
+    host = settings.host if host is None else host
     children = {f"worker[{lane}]": [sys.executable, "-m", "app.cli", "worker", "--lanes", lane] for lane in LANES}
+    children["web app"] = _streamlit_command(host, port, settings)
     env = dict(os.environ)
-    if port is not None:
-        env["CHATEDIT_PORT"] = str(port)
-    if host is not None:
-        env["CHATEDIT_HOST"] = str(host)
+    env["CHATEDIT_PORT"] = str(port)
+    env["CHATEDIT_HOST"] = str(host)
+    env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    click.echo(f"ChatEdit is at http://{shown}:{port}")
     sys.exit(_supervise(children, env, grace_s=settings.worker_shutdown_grace_seconds))
+
+
+def _streamlit_command(host: str, port: int, settings: Settings) -> list[str]:
+    """The web app as a child process: headless, no usage statistics, uploads capped like the image loader."""
+    from pathlib import Path
+
+    entry = Path(__file__).with_name("streamlit_app.py")
+    upload_mb = max(1, -(-settings.max_upload_bytes // 2**20))  # Streamlit counts whole megabytes
+    return [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port),
+            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", str(upload_mb), "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal"]
 
 
 def _supervise(children: dict[str, list[str]], env: dict[str, str], *, grace_s: float) -> int:

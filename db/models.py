@@ -39,6 +39,8 @@ class User(SQLModel, table=True):
     name: str = Field(max_length=64, unique=True, nullable=False)
     display_name: str = Field(default="", max_length=128)
     is_admin: bool = Field(default=False, nullable=False)
+    #: The person's editing defaults (Settings page), checked by ``jobs.user_settings``; None: none set.
+    preferences: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     created_at: datetime = _created_at()
 
 
@@ -77,6 +79,11 @@ class History(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(default="", max_length=200)
     owner_id: int = Field(foreign_key="users.id", nullable=False, index=True)
+    #: The step the editor continues from ("Set as base", "Undo"); None: the root step.
+    #: No foreign key: histories and steps would reference each other in a cycle.
+    base_step_id: int | None = Field(default=None)
+    #: The newest edit job submitted for this history: its status is the gallery's "last status".
+    last_job_id: int | None = Field(default=None, sa_type=BigIntId)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
 

@@ -1,0 +1,1 @@
+"""The Streamlit app's pages and widgets (``app/streamlit_app.py`` is the entry point)."""

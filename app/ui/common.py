@@ -1,0 +1,94 @@
+"""What every page shares: the services of this installation, images for display, readable commands."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image as PILImage
+
+from core.settings import Settings, SettingsError, load_settings
+from db.migrate import current_revision, head_revision
+from jobs.images import image_png
+from jobs.services import Services
+
+
+class AppUnavailable(RuntimeError):
+    """The app cannot reach a usable database; the message says what to do."""
+
+
+@st.cache_resource(show_spinner=False)
+def _services_for(database_url: str, data_dir: str, blob_store: str) -> Services:
+    # Keyed by where the data lives, so a test (or a changed setting) never reuses another's services.
+    return Services.from_settings(load_settings())
+
+
+def get_services() -> Services:
+    """This installation's services; stops the page with a sentence when settings or schema are unusable."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        st.error(str(exc))
+        st.stop()
+    services = _services_for(settings.resolved_database_url, str(settings.data_dir.resolve()), settings.blob_store)
+    try:
+        revision = current_revision(services.database)
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to a person
+        st.error(f"The database cannot be reached ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+                 "Check CHATEDIT_DATABASE_URL and that the server is running.")
+        st.stop()
+    if revision != head_revision():
+        st.error("The database schema is missing or older than this version of ChatEdit. "
+                 "Run `chatedit init` (or start the app with `chatedit serve`, which does it).")
+        st.stop()
+    return services
+
+
+def settings_of(services: Services) -> Settings:
+    return services.settings
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _png_cached(database_url: str, image_id: int, _services: Services) -> bytes:
+    return image_png(_services, image_id)
+
+
+def png_of(services: Services, image_id: int) -> bytes:
+    """The stored PNG of an image (with its recipe when it is an edit's output); stored images never change."""
+    return _png_cached(services.settings.resolved_database_url, image_id, services)
+
+
+def rgb_of(services: Services, image_id: int) -> np.ndarray:
+    with PILImage.open(io.BytesIO(png_of(services, image_id)), formats=["PNG"]) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def command_summary(item: Any) -> str:
+    """A command as a person reads it: ``adjust brightness +0.3 on the whole image``."""
+    if not isinstance(item, dict) or "command" not in item:
+        return json.dumps(item, ensure_ascii=False)[:200]
+    paras = item.get("paras") or []
+    parts: list[str] = []
+    targets = None
+    for para in paras:
+        if isinstance(para, list):
+            targets = para
+        elif isinstance(para, float | int) and not isinstance(para, bool):
+            parts.append(f"{para:+g}" if isinstance(para, float) else str(para))
+        else:
+            parts.append(json.dumps(para, ensure_ascii=False) if not isinstance(para, str) else f"“{para}”")
+    where = ""
+    if targets is not None:
+        where = " on the whole image" if not targets else " on " + ", ".join(str(t) for t in targets)
+    return f"{item['command']} {' '.join(parts)}{where}".replace("  ", " ").strip()
+
+
+def when(value: Any) -> str:
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
+                "failed": ":material/error:", "cancelled": ":material/cancel:"}

@@ -1,0 +1,368 @@
+"""The Editor page: start a history, chat, pick commands on the Operation Board, run them, review, set as base, undo.
+
+The open history lives in the URL (``?history=ID``), so a reload or a shared link opens
+the same history, its conversation and its base step again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app.ui import selection as sel
+from app.ui.common import command_summary, get_services, png_of, rgb_of
+from app.ui.samples import SAMPLES, sample_png
+from core.commands import validate_item
+from core.images import ImageRejected
+from core.planners import ChatTurn, PlannerUnavailable, make_planner
+from core.rules import ParaRule, Rules, load_rules
+from jobs.conversations import add_message, messages
+from jobs.edits import EditRequest, InvalidEdit, submit_edit
+from jobs.errors import JobNotFound
+from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
+from jobs.histories import HistoryNotFound, StepNotFound, get_history, get_step, history_steps, start_history
+from jobs.images import store_upload
+from jobs.services import Services
+from jobs.user_settings import edit_params, get_preferences
+
+#: Session keys of the open history; reset when another history opens.
+PER_HISTORY = ("job_id", "result_step_id", "job_notice", "board_source")
+POLL_S = 0.5
+
+
+# ---------------------------------------------------------------- opening a history
+
+
+def open_history(history_id: int) -> None:
+    """Make ``history_id`` the open history (URL and session)."""
+    st.query_params["history"] = str(history_id)
+    for key in PER_HISTORY:
+        st.session_state.pop(key, None)
+    st.session_state["open_history"] = history_id
+
+
+def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
+    try:
+        stored = store_upload(services, data)
+    except ImageRejected as exc:
+        st.session_state["upload_error"] = str(exc)
+        return
+    started = start_history(services, stored.id, title=title)
+    open_history(started.history_id)
+
+
+def _new_edit_sidebar(services: Services) -> None:
+    with st.sidebar:
+        st.subheader("New edit")
+        limit_mb = services.settings.max_upload_bytes / 2**20
+        upload = st.file_uploader(f"Upload a photo (PNG, JPEG or WebP, up to {limit_mb:g} MB)",
+                                  type=["png", "jpg", "jpeg", "webp"], key="upload")
+        if upload is not None and upload.file_id != st.session_state.get("uploaded_file_id"):
+            st.session_state["uploaded_file_id"] = upload.file_id
+            _start_from_bytes(services, upload.getvalue(), upload.name.rsplit(".", 1)[0])
+            st.rerun()
+        sample = st.selectbox("…or a sample image", list(SAMPLES), index=None, placeholder="Pick a sample",
+                              key="sample_choice")
+        if st.button("Start with this sample", disabled=sample is None, key="start_sample"):
+            _start_from_bytes(services, sample_png(sample), sample)
+            st.rerun()
+        if st.session_state.get("upload_error"):
+            st.error(st.session_state.pop("upload_error"))
+
+
+def _current_history(services: Services) -> int | None:
+    raw = st.query_params.get("history")
+    if raw is None:
+        return None
+    try:
+        history_id = int(raw)
+        get_history(services, history_id)
+    except (ValueError, HistoryNotFound):
+        st.error(f"There is no edit history {raw!r}; start a new one from the sidebar.")
+        del st.query_params["history"]
+        return None
+    if st.session_state.get("open_history") != history_id:
+        open_history(history_id)
+        _resume_last_job(services, history_id)
+    return history_id
+
+
+def _resume_last_job(services: Services, history_id: int) -> None:
+    """After a reload: keep watching a running edit, or show the last result that is not the base yet."""
+    job_id = last_job_id(services, history_id)
+    if job_id is None:
+        return
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        return
+    if not job.terminal:
+        st.session_state["job_id"] = job_id
+    elif job.status.value == "succeeded" and job.result and job.result.get("step_id") != base_step_id(services,
+                                                                                                       history_id):
+        st.session_state["result_step_id"] = job.result.get("step_id")
+
+
+# ---------------------------------------------------------------- the page
+
+
+def render() -> None:
+    services = get_services()
+    _new_edit_sidebar(services)
+    history_id = _current_history(services)
+    if history_id is None:
+        st.title("Editor")
+        st.info("Upload a photo or pick a sample image in the sidebar to start a new edit history. "
+                "Then say what to change in the chat, for example “make it brighter”.")
+        return
+    history = get_history(services, history_id)
+    base_id = base_step_id(services, history_id)
+    base = get_step(services, base_id)
+    assert base.image_id is not None
+    rgb = rgb_of(services, base.image_id)
+    rules = load_rules()
+    current_selection = sel.current(base.image_id, rgb.shape[:2])
+    labels = _labels(services, rules, current_selection is not None)
+
+    st.title(history.title or f"Edit history {history_id}")
+    steps = history_steps(services, history_id)
+    st.caption(f"History {history_id} · {len(steps)} step{'s' if len(steps) != 1 else ''} · "
+               f"base is step {base_id}. Every step is kept in the Gallery.")
+    if services.settings.segmenter is None:
+        st.info("No segmenter is configured, so named parts (Hair, Background …) are not found automatically. "
+                "Whole-image commands such as “make it brighter” work as they are; to edit one part, select it "
+                "with the brush or a click under **Selection tools** and say e.g. “make the selection red”. "
+                "To find parts automatically, set CHATEDIT_SEGMENTER to an ONNX model made by "
+                "`chatedit models export-segmenter`.", icon="ℹ️")
+    notice = st.session_state.get("job_notice")  # stays until the next run, set-as-base or undo replaces it
+    if notice:
+        (st.success if notice[0] == "ok" else st.error)(notice[1])
+
+    _images(services, history_id, base, steps)
+    with st.expander("Selection tools (brush, eraser, click to select)", expanded=current_selection is not None):
+        sel.render_tools(base.image_id, rgb)
+
+    chat_col, board_col = st.columns([1, 1], gap="large")
+    with chat_col:
+        _chat(services, history_id, labels)
+    with board_col:
+        _board(services, history_id, base, labels, rules, current_selection)
+
+
+def _labels(services: Services, rules: Rules, has_selection: bool) -> list[str]:
+    labels = [rules.selection_label] if has_selection else []
+    if services.settings.segmenter is not None:
+        labels += list(rules.default_labels)  # the edit job checks them against this image's segmentation
+    return labels
+
+
+# ---------------------------------------------------------------- before / after
+
+
+def _images(services: Services, history_id: int, base: Any, steps: list[Any]) -> None:
+    before, after = st.columns(2, gap="medium")
+    with before:
+        st.subheader("Base")
+        st.image(png_of(services, base.image_id), width="stretch")
+        b1, b2 = st.columns(2)
+        b1.download_button("Download PNG", data=png_of(services, base.image_id), mime="image/png",
+                           file_name=f"chatedit-h{history_id}-step{base.id}.png", key="download_base",
+                           help="The image with its recipe (commands and parameters) embedded.")
+        if b2.button("Undo", key="undo", disabled=base.parent_id is None,
+                     help="Go back to the step before this base."):
+            set_base_step(services, history_id, base.parent_id)
+            st.session_state["result_step_id"] = base.id
+            st.session_state["job_notice"] = ("ok", f"Undone: the base is step {base.parent_id} again. "
+                                                    "The undone step is shown as the result (Set as base redoes it).")
+            st.rerun()
+    with after:
+        st.subheader("Result")
+        job_id = st.session_state.get("job_id")
+        result_id = st.session_state.get("result_step_id")
+        if job_id is not None:
+            _job_panel(job_id)
+        elif result_id is not None:
+            try:
+                result = get_step(services, result_id)
+            except StepNotFound:
+                st.session_state.pop("result_step_id", None)
+                return
+            assert result.image_id is not None
+            st.image(png_of(services, result.image_id), width="stretch")
+            st.caption("Ran: " + "; ".join(command_summary(c) for c in result.commands))
+            r1, r2 = st.columns(2)
+            if r1.button("Set as base", type="primary", key="set_base",
+                         help="Continue editing from this result."):
+                set_base_step(services, history_id, result_id)
+                st.session_state.pop("result_step_id", None)
+                st.session_state["job_notice"] = ("ok", f"Step {result_id} is the new base.")
+                st.rerun()
+            r2.download_button("Download PNG", data=png_of(services, result.image_id), mime="image/png",
+                               file_name=f"chatedit-h{history_id}-step{result_id}.png", key="download_result",
+                               help="The image with its recipe (commands and parameters) embedded.")
+        else:
+            st.info("Run commands from the Operation Board; the result appears here, beside the base.")
+
+
+@st.fragment(run_every=POLL_S)
+def _job_panel(job_id: int) -> None:
+    """The running edit: progress from the worker, Cancel; on the end, the page shows the result or the reason."""
+    services = get_services()
+    job = services.queue.get(job_id)
+    if job.terminal:
+        st.session_state.pop("job_id", None)
+        if job.status.value == "succeeded" and job.result:
+            st.session_state["result_step_id"] = job.result.get("step_id")
+            notes = job.result.get("notes") or []
+            st.session_state["job_notice"] = ("ok", "Done. " + " ".join(notes) if notes else "Done.")
+        elif job.status.value == "cancelled":
+            st.session_state["job_notice"] = ("error", "The edit was cancelled; the base is unchanged.")
+        else:
+            st.session_state["job_notice"] = ("error", f"The edit failed: {job.error_message or 'no reason given'}")
+        st.rerun(scope="app")
+    if job.status.value == "queued":
+        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
+                 if job.lane in w.lanes]
+        text = "Waiting for a worker…" if alive else (
+            f"Queued, but no worker serving the '{job.lane}' lane is alive: start one with `chatedit serve` "
+            "(or see the Status page).")
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(1.0, max(0.0, job.progress)),
+                    text=f"{job.progress:.0%} · {job.progress_message or 'running'}"
+                    + (" · stopping…" if job.cancel_requested else ""))
+    if st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
+        services.queue.cancel(job_id)
+        st.rerun(scope="fragment")
+
+
+# ---------------------------------------------------------------- chat
+
+
+def _chat(services: Services, history_id: int, labels: list[str]) -> None:
+    st.subheader("Chat")
+    history = messages(services, history_id)
+    box = st.container(height=360)
+    with box:
+        if not history:
+            st.caption("Say what to change: “make it brighter”, “increase the contrast and warm it up”, "
+                       "“make the selection blue”, “把图片调亮一点”.")
+        for message in history:
+            with st.chat_message(message.role):
+                st.markdown(message.content)
+    prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt")
+    if prompt and prompt.strip():
+        _plan(services, history_id, prompt.strip(), labels, history)
+        st.rerun()
+
+
+def _plan(services: Services, history_id: int, prompt: str, labels: list[str], history: list[Any]) -> None:
+    preferences = get_preferences(services)
+    add_message(services, history_id, "user", prompt)
+    try:
+        planner = make_planner(preferences.get("planner") or services.settings.planner)
+    except PlannerUnavailable as exc:
+        add_message(services, history_id, "assistant", f"I cannot plan this: {exc}", commands=[])
+        return
+    conversation = [ChatTurn(m.role, m.content) for m in history if m.role in ("user", "assistant")]
+    with st.spinner("Planning…"):
+        result = planner.plan(prompt, labels=labels, conversation=conversation)
+    board: list[dict[str, Any]] = [{**c.to_wire(), "valid": True, "reason": None} for c in result.commands]
+    for rejection in result.rejections:
+        item = rejection.item if isinstance(rejection.item, dict) else {"raw": rejection.item}
+        board.append({**item, "valid": False, "reason": rejection.reason})
+    reply = result.reply
+    if not board and not result.not_understood:
+        reply += "\n\n(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
+    add_message(services, history_id, "assistant", reply, commands=board)
+
+
+# ---------------------------------------------------------------- operation board
+
+
+def _board(services: Services, history_id: int, base: Any, labels: list[str], rules: Rules,
+           current_selection: np.ndarray | None) -> None:
+    st.subheader("Operation Board")
+    source = next((m for m in reversed(messages(services, history_id)) if m.role == "assistant" and m.commands), None)
+    if source is None:
+        st.caption("The commands of the assistant's latest reply appear here, to check, adjust and run.")
+        return
+    running = st.session_state.get("job_id") is not None
+    rows: list[tuple[bool, dict[str, Any] | None]] = []
+    for i, item in enumerate(source.commands or []):
+        rows.append(_board_row(f"{source.id}_{i}", item, labels, rules))
+    chosen = [cmd for picked, cmd in rows if picked and cmd is not None]
+    valid = [cmd for _, cmd in rows if cmd is not None]
+    left, right = st.columns(2)
+    run_selected = left.button("Run selected", key="run_selected", disabled=running or not chosen, type="primary")
+    run_all = right.button("Run all", key="run_all", disabled=running or not valid)
+    if run_selected or run_all:
+        _run(services, history_id, base, chosen if run_selected else valid, current_selection)
+
+
+def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules) -> tuple[bool, dict[str, Any] | None]:
+    """One command: checkbox, readable summary, its paras as inputs, the reason in red when it cannot run."""
+    with st.container(border=True):
+        name = item.get("command")
+        rule = rules.commands.get(name) if isinstance(name, str) else None
+        if rule is None or not isinstance(item.get("paras"), list):
+            st.checkbox(command_summary(item), value=False, disabled=True, key=f"pick_{key}")
+            st.markdown(f":red[{item.get('reason') or 'This is not a command ChatEdit knows.'}]")
+            return False, None
+        paras = list(item["paras"])
+        edited: list[Any] = []
+        columns = st.columns(max(1, len(rule.paras)))
+        for j, para in enumerate(rule.paras):
+            value = paras[j] if j < len(paras) else None
+            with columns[j]:
+                edited.append(_para_input(f"para_{key}_{j}", para, value, labels))
+        candidate = {"command": name, "paras": edited}
+        outcome = validate_item(candidate, labels, rules)
+        ok = not isinstance(outcome, str)
+        picked = st.checkbox(f"**{command_summary(candidate)}**", value=ok, disabled=not ok, key=f"pick_{key}_{ok}",
+                             help=rule.description)
+        if not ok:
+            st.markdown(f":red[{outcome}]")
+        if not rule.executable:
+            st.caption("Advice only: shown, never run.")
+        return picked and ok, candidate if ok else None
+
+
+def _para_input(key: str, para: ParaRule, value: Any, labels: list[str]) -> Any:
+    label = para.name.capitalize()
+    if para.type == "targets":
+        current = [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+        options = list(dict.fromkeys([*labels, *current]))
+        chosen = st.multiselect(label, options, default=current, key=key,
+                                placeholder="whole image" if para.allow_empty else "choose parts")
+        return list(chosen)
+    if para.type == "enum":
+        index = para.enum.index(value) if value in para.enum else 0
+        return st.selectbox(label, para.enum, index=index, key=key)
+    if para.type == "number":
+        # No bounds on the input: an out-of-range value stays as written and the row says why it is refused.
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+        return st.number_input(label, value=number, step=0.05, key=key, format="%.2f",
+                               help=f"A number in {para.interval}.")
+    return st.text_input(label, value="" if value is None else str(value), key=key)
+
+
+def _run(services: Services, history_id: int, base: Any, commands: list[dict[str, Any]],
+         current_selection: np.ndarray | None) -> None:
+    preferences = get_preferences(services)
+    request = EditRequest(
+        image_id=base.image_id, commands=commands, history_id=history_id, parent_step_id=base.id,
+        selection_key=sel.blob_key(services, current_selection), user_settings=edit_params(preferences),
+    )
+    try:
+        job_id = submit_edit(services, request)
+    except InvalidEdit as exc:
+        st.error(f"These commands cannot run: {exc}")
+        return
+    set_last_job(services, history_id, job_id)
+    st.session_state["job_id"] = job_id
+    st.session_state.pop("job_notice", None)
+    st.session_state.pop("result_step_id", None)
+    st.rerun()

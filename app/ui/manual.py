@@ -1,0 +1,68 @@
+"""The Manual page: how to use each page, in English and Chinese, and every command from the rules file."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.rules import load_rules
+
+GUIDE_EN = """
+**Editor.** Upload a photo (or pick a sample) in the sidebar: a new edit history starts. Say what to change in
+the chat — “make it brighter”, “more contrast and a bit warmer”, “make the selection blue”. The assistant answers
+and its commands appear on the **Operation Board**: tick the ones you want, adjust their values inline (a command
+that cannot run says why in red), then **Run selected** or **Run all**. A progress bar follows the job; **Cancel**
+stops it. The result appears beside the base: **Set as base** continues from it, **Undo** goes back a step, and
+**Download PNG** saves any step with its recipe (commands and parameters) inside the file.
+
+**Selection tools.** Without a segmenter, choose what to edit yourself: paint with the **Brush** (size slider;
+*Erase* mode removes), or **Click to select** a region of similar colour (tolerance slider). **Invert** and
+**Clear** work on the whole selection. Commands then target **Selection**.
+
+**Gallery.** Every history of the team as a card (latest image, owner, date, steps, last status), with filters.
+Open one to see its tree of steps with before/after, commands and parameters; **Continue editing** opens it in the
+editor; **Re-run** queues a step's recipe again.
+
+**Settings.** Your defaults for strength, steps, guidance, seed, scheduler, ControlNet, mask blur and planner.
+Precedence: a command's own value > your settings > the command's template > built-in defaults.
+
+**Status.** Whether the database answers, which workers are alive, the queue per lane, which backends are
+configured (and how to enable the others), and recent errors. It refreshes itself.
+"""
+
+GUIDE_ZH = """
+**编辑器。** 在侧边栏上传照片（或选择示例图片），即开始一个新的编辑历史。在对话框里说出想要的修改——“把图片调亮一点”、
+“增加对比度，颜色暖一些”、“把选区变成蓝色”。助手回复后，命令会出现在**操作面板**上：勾选需要的命令，可直接修改参数
+（无法执行的命令会用红字说明原因），然后点击**运行所选**或**全部运行**。进度条显示任务进度，**取消**可停止任务。结果显示在
+底图旁边：**设为底图**从结果继续编辑，**撤销**回到上一步，**下载 PNG** 保存任意一步，文件内含配方（命令与参数）。
+
+**选区工具。** 未配置分割模型时，由你自己选择要编辑的区域：用**画笔**涂抹（可调大小；*擦除*模式去除选区），或**点击选择**
+颜色相近的区域（可调容差）。**反选**、**清除**作用于整个选区。命令的目标写作 **Selection**。
+
+**画廊。** 团队的每个编辑历史都是一张卡片（最新图片、作者、日期、步数、最近状态），可筛选。打开后可查看步骤树、前后对比、
+命令与参数；**继续编辑**在编辑器中打开；**重新运行**再次执行某一步的配方。
+
+**设置。** 你的默认参数：强度、步数、引导系数、随机种子、采样器、ControlNet、蒙版模糊与规划器。优先级：命令自带的值 >
+你的设置 > 命令模板 > 内置默认值。
+
+**状态。** 数据库是否可用、哪些 worker 在线、各通道的队列、已配置的后端（以及如何启用其他后端）和最近的错误，自动刷新。
+"""
+
+
+def render() -> None:
+    st.title("Manual · 使用说明")
+    english, chinese = st.tabs(["English", "中文"])
+    with english:
+        st.markdown(GUIDE_EN)
+    with chinese:
+        st.markdown(GUIDE_ZH)
+    st.header("Commands · 命令")
+    rules = load_rules()
+    st.write("The planner writes these commands; you can also read and adjust them on the Operation Board. "
+             "Targets are part names (or **Selection**); `[]` means the whole image.")
+    rows = []
+    for rule in rules.commands.values():
+        needs = ("generative model" if rule.generative and not rule.classical_fallback
+                 else "advice only" if not rule.executable else "runs offline")
+        rows.append({"command": rule.name, "parameters": ", ".join(p.describe() for p in rule.paras),
+                     "what it does": rule.description, "说明": rule.description_zh, "needs": needs})
+    st.table(rows)

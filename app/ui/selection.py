@@ -1,0 +1,168 @@
+"""The person's selection (the ``Selection`` target): brush strokes, clicks, invert, clear.
+
+A selection is a boolean H×W array the size of the base image, kept in the session
+while the person works, and stored as a PNG blob (white = selected) when an edit runs.
+The widgets (drawable canvas, clickable image) are custom components imported only
+inside :func:`render_tools`, where a Streamlit app is running; the arithmetic is here,
+in plain functions the tests call.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import cv2
+import numpy as np
+import streamlit as st
+from PIL import Image as PILImage
+
+from core.mask_tools import PointOutsideImage, select_at
+from jobs.services import Services
+
+CANVAS_WIDTH = 512
+#: Session keys. Tests set the components' values through these (``brush_strokes``, ``click_point``).
+SELECTION = "selection"
+SELECTION_IMAGE = "selection_image_id"
+STROKES = "brush_strokes"
+CLICK = "click_point"
+LAST_CLICK = "click_point_done"
+
+Mode = Literal["add", "erase"]
+
+
+def empty(shape: tuple[int, int]) -> np.ndarray:
+    return np.zeros(shape, dtype=bool)
+
+
+def combine(selection: np.ndarray, region: np.ndarray, mode: Mode) -> np.ndarray:
+    """Add ``region`` to the selection, or erase it from the selection."""
+    if region.shape != selection.shape:
+        region = cv2.resize(region.astype(np.uint8), (selection.shape[1], selection.shape[0]),
+                            interpolation=cv2.INTER_NEAREST).astype(bool)
+    return selection | region if mode == "add" else selection & ~region
+
+
+def strokes_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Where the canvas was painted (alpha > 0), scaled to the image's ``shape``."""
+    painted = (np.asarray(rgba)[..., 3] > 0).astype(np.uint8)
+    return cv2.resize(painted, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def region_at(rgb: np.ndarray, point: tuple[int, int], tolerance: int, method: str = "flood") -> np.ndarray:
+    """The region grown from a click, without a segmenter: flood fill by colour, or GrabCut around the click."""
+    try:
+        return np.asarray(select_at(rgb, point, method=method, tolerance=tolerance), dtype=bool)  # type: ignore[arg-type]
+    except PointOutsideImage as exc:
+        raise ValueError(str(exc)) from None
+
+
+def to_png(selection: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(selection.astype(np.uint8) * 255, "L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def overlay(rgb: np.ndarray, selection: np.ndarray) -> np.ndarray:
+    """The image with the selection tinted, and its outline drawn, for the person to see what is selected."""
+    shown = rgb.astype(np.float32)
+    tint = np.array([255, 60, 200], np.float32)
+    shown[selection] = shown[selection] * 0.55 + tint * 0.45
+    shown = shown.astype(np.uint8)
+    contours, _ = cv2.findContours(selection.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(shown, contours, -1, (255, 255, 255), 2)
+    return shown
+
+
+# ---------------------------------------------------------------- session state
+
+
+def current(image_id: int, shape: tuple[int, int]) -> np.ndarray | None:
+    """The selection drawn on this image, or None (a selection of another image is dropped)."""
+    if st.session_state.get(SELECTION_IMAGE) != image_id:
+        return None
+    selection = st.session_state.get(SELECTION)
+    if selection is None or selection.shape != shape or not selection.any():
+        return None
+    return selection
+
+
+def store(image_id: int, selection: np.ndarray | None) -> None:
+    st.session_state[SELECTION_IMAGE] = image_id
+    st.session_state[SELECTION] = selection
+
+
+def blob_key(services: Services, selection: np.ndarray | None) -> str | None:
+    """Store the selection as a PNG blob for the edit job; None when nothing is selected."""
+    if selection is None or not selection.any():
+        return None
+    return services.blobs.put(to_png(selection))
+
+
+def render_tools(image_id: int, rgb: np.ndarray) -> None:
+    """Brush, eraser, click-to-select, invert and clear, over the base image."""
+    shape = rgb.shape[:2]
+    selection = current(image_id, shape)
+    working = selection if selection is not None else empty(shape)
+    scale = min(1.0, CANVAS_WIDTH / rgb.shape[1])
+    width, height = round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)
+    shown = overlay(rgb, working) if selection is not None else rgb
+
+    tool = st.radio("Tool", ["Brush", "Click to select"], horizontal=True, key="mask_tool")
+    mode: Mode = "add" if st.radio("Mode", ["Add", "Erase"], horizontal=True, key="mask_mode") == "Add" else "erase"
+    if tool == "Brush":
+        size = st.slider("Brush size (px)", 2, 80, 24, key="brush_size")
+        from streamlit_drawable_canvas import st_canvas
+
+        result = st_canvas(
+            fill_color="rgba(255, 0, 200, 0.35)", stroke_width=size,
+            stroke_color="rgba(255, 0, 200, 0.6)" if mode == "add" else "rgba(40, 40, 40, 0.6)",
+            background_image=PILImage.fromarray(shown), height=height, width=width, drawing_mode="freedraw",
+            return_image_data=True, key=f"canvas_{image_id}_{st.session_state.get('canvas_round', 0)}",
+        )
+        if result is not None and result.json_data is not None and result.json_data.get("objects"):
+            st.session_state[STROKES] = result.image_data
+        st.caption("Paint over the part to edit, then apply the strokes to the selection.")
+        if st.button("Apply strokes", key="apply_strokes"):
+            strokes = st.session_state.pop(STROKES, None)
+            if strokes is None:
+                st.warning("Paint on the image first: there are no strokes to apply.")
+            else:
+                store(image_id, combine(working, strokes_mask(strokes, shape), mode))
+                st.session_state["canvas_round"] = st.session_state.get("canvas_round", 0) + 1
+                st.rerun()
+    else:
+        tolerance = st.slider("Colour tolerance", 1, 100, 24, key="click_tolerance",
+                              help="How different a colour may be from the clicked one and still be selected.")
+        from streamlit_image_coordinates import streamlit_image_coordinates
+
+        clicked = streamlit_image_coordinates(shown, width=width, key=f"coords_{image_id}")
+        if clicked is not None:
+            scale_x = rgb.shape[1] / clicked.get("width", width)
+            scale_y = rgb.shape[0] / clicked.get("height", height)
+            st.session_state[CLICK] = (min(rgb.shape[1] - 1, int(clicked["x"] * scale_x)),
+                                       min(rgb.shape[0] - 1, int(clicked["y"] * scale_y)))
+        st.caption("Click a region: the area of similar colour around the click is added (or erased).")
+        point = st.session_state.get(CLICK)
+        if point is not None and point != st.session_state.get(LAST_CLICK):
+            st.session_state[LAST_CLICK] = point
+            try:
+                region = region_at(rgb, tuple(point), tolerance)
+            except ValueError as exc:
+                st.warning(f"That click cannot be used: {exc}.")
+            else:
+                store(image_id, combine(working, region, mode))
+                st.rerun()
+
+    left, right, info = st.columns([1, 1, 3])
+    if left.button("Invert", key="invert_selection"):
+        store(image_id, ~working)
+        st.rerun()
+    if right.button("Clear", key="clear_selection", disabled=selection is None):
+        store(image_id, None)
+        st.session_state["canvas_round"] = st.session_state.get("canvas_round", 0) + 1
+        st.rerun()
+    if selection is None:
+        info.caption("Nothing selected: commands apply to the whole image or to named parts.")
+    else:
+        info.caption(f"Selected {selection.mean():.0%} of the image: commands can target **Selection**.")

@@ -1,0 +1,5 @@
+"""The Settings page (its logic is in app/ui/settings.py)."""
+
+from app.ui.settings import render
+
+render()

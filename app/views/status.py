@@ -1,0 +1,5 @@
+"""The Status page (its logic is in app/ui/status.py)."""
+
+from app.ui.status import render
+
+render()

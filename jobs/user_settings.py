@@ -1,0 +1,113 @@
+"""A person's editing defaults: the "user settings" level of parameter precedence.
+
+Command > these > template > rules defaults (``core.commands.resolve_params``). Only the
+keys below are kept; each is checked here, so the Settings page and any other caller
+store the same clean values, and a bad value is refused with a sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from core.planners import PLANNERS
+from db.models import LOCAL_USER_ID, User
+from jobs.services import Services
+
+SCHEDULERS = ("DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a", "DDIM", "PNDM", "UniPC", "LMS")
+
+
+class InvalidPreferences(ValueError):
+    """Settings that cannot be stored; the message names each bad value."""
+
+
+@dataclass(frozen=True)
+class Preference:
+    key: str
+    label: str
+    kind: str  # "float", "int", "bool", "choice"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+PREFERENCES: tuple[Preference, ...] = (
+    Preference("strength", "Strength", "float", 0.0, 1.0,
+               help="How far a generative edit may move from the original (0 keeps it, 1 ignores it)."),
+    Preference("steps", "Steps", "int", 1, 150, help="Diffusion steps: more is slower and usually finer."),
+    Preference("cfg_scale", "Guidance (CFG scale)", "float", 1.0, 30.0,
+               help="How strictly a generative edit follows the prompt."),
+    Preference("seed", "Seed", "int", -1, 2**31 - 1, help="-1 picks a new random seed for every run."),
+    Preference("scheduler", "Scheduler", "choice", choices=SCHEDULERS, help="The diffusion sampler."),
+    Preference("controlnet", "ControlNet (keep outlines)", "bool",
+               help="Use ControlNet canny guidance so regenerated parts keep their outlines."),
+    Preference("mask_blur", "Mask blur (px)", "int", 0, 64, help="Softens the edge of the edited region."),
+    Preference("planner", "Planner", "choice", choices=PLANNERS, help="Which planner turns your words into commands."),
+)
+BY_KEY = {p.key: p for p in PREFERENCES}
+#: Preferences that are not edit parameters (they choose a backend instead).
+NOT_PARAMS = {"planner"}
+
+
+def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
+    """Clean values for the known keys (None drops a key); raises InvalidPreferences naming every problem."""
+    clean: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        pref = BY_KEY.get(key)
+        if pref is None:
+            problems.append(f"there is no setting called {key!r}")
+            continue
+        if value is None:
+            continue
+        if pref.kind == "bool":
+            if not isinstance(value, bool):
+                problems.append(f"{pref.label} is on or off (true or false), not {value!r}")
+                continue
+            clean[key] = value
+        elif pref.kind == "choice":
+            if value not in pref.choices:
+                problems.append(f"{pref.label} is one of {', '.join(pref.choices)}, not {value!r}")
+                continue
+            clean[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"{pref.label} must be a number, not {value!r}")
+                continue
+            if pref.kind == "int" and value != int(value):
+                problems.append(f"{pref.label} must be a whole number, not {value!r}")
+                continue
+            assert pref.low is not None and pref.high is not None
+            if not pref.low <= value <= pref.high:
+                problems.append(f"{pref.label} must be between {pref.low:g} and {pref.high:g}, not {value:g}")
+                continue
+            clean[key] = int(value) if pref.kind == "int" else float(value)
+    if problems:
+        raise InvalidPreferences("These settings cannot be saved: " + "; ".join(problems) + ".")
+    return clean
+
+
+def get_preferences(services: Services, user_id: int = LOCAL_USER_ID) -> dict[str, Any]:
+    """The person's stored defaults (only what they set; empty when nothing is)."""
+    with services.database.session() as session:
+        user = session.get(User, user_id)
+        return dict(user.preferences or {}) if user is not None else {}
+
+
+def save_preferences(services: Services, values: dict[str, Any], user_id: int = LOCAL_USER_ID) -> dict[str, Any]:
+    """Check and store the person's defaults (replacing the old ones); returns what was stored."""
+    clean = validate_preferences(values)
+    with services.database.write_session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise InvalidPreferences(f"There is no user {user_id}.")
+        user.preferences = clean
+        session.add(user)
+    return clean
+
+
+def edit_params(preferences: dict[str, Any]) -> dict[str, Any]:
+    """The part of the preferences an edit job takes as ``user_settings``."""
+    return {k: v for k, v in preferences.items() if k not in NOT_PARAMS}
