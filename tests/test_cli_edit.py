@@ -155,3 +155,30 @@ def test_rule_planner_on_the_seed_dataset(worker_env: dict[str, str]) -> None:
     assert report["samples"] == 300
     assert report["validity_rate"] > 0.95
     assert report["target_f1"] > 0.85
+
+
+def test_edit_with_a_segmenter_plans_and_masks_by_the_labels_it_finds(worker_env: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    from tests.test_segmentation_support import ID, build_colour_segmenter, paint, person_labels
+
+    model = build_colour_segmenter(tmp_path / "colours.onnx")
+    labels = person_labels()
+    source = tmp_path / "person.png"
+    Image.fromarray(paint(labels)).save(source)
+    out = tmp_path / "out.png"
+    result = _invoke(worker_env, "edit", str(source), "--request", "make the shirt white, and remove the hat",
+                     "--segmenter", str(model), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Hat" in result.stderr  # the person has no hat: said, not guessed
+    recipe = read_recipe(out.read_bytes())
+    assert recipe["commands"] == [{"command": "recolor", "paras": [["Upper-clothes"], "white"]}]
+    assert recipe["segmenter"] == "colours@000000000001" and "Upper-clothes" in recipe["labels"]
+    before = np.asarray(Image.open(source).convert("RGB")).astype(int)
+    after = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    shirt = labels == ID["Upper-clothes"]
+    inner = np.zeros_like(shirt)
+    inner[55:75, 50:80] = True
+    assert after[inner & shirt].mean() > before[inner & shirt].mean() + 40
+    dress_far = np.zeros_like(shirt)
+    dress_far[95:120, 50:80] = True
+    assert np.array_equal(after[dress_far], before[dress_far])
