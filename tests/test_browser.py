@@ -80,6 +80,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         log.close()
 
 
+def _shot(page: object, path: Path) -> None:
+    """A screenshot once every image on the page has loaded (Streamlit loads them after the layout)."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+
+
 def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: tuple[str, Path],
                                                                        tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -118,7 +125,7 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
             page.get_by_role("button", name="Run all").click()
             set_as_base = page.get_by_role("button", name="Set as base")
             expect(set_as_base).to_be_visible()
-            page.screenshot(path=str(shots / "editor.png"), full_page=True)
+            _shot(page, shots / "editor.png")
 
             services = Services.from_settings(load_settings(data_dir=data_dir))
             try:
@@ -147,16 +154,19 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
             page.goto(f"{url}/gallery")
             expect(page.get_by_text("fruit-bowl", exact=True)).to_be_visible()
             expect(page.get_by_text("2 steps").first).to_be_visible()
-            page.screenshot(path=str(shots / "gallery.png"), full_page=True)
+            _shot(page, shots / "gallery.png")
             page.locator(f".st-key-open_{card.id} button").click()
-            expect(page.get_by_text(f"Step {result.id}", exact=False).first).to_be_visible()
-            page.screenshot(path=str(shots / "history.png"), full_page=True)
+            expect(page.get_by_role("button", name="Re-run")).to_be_visible()
+            _shot(page, shots / "history.png")
 
-            for path, marker, name in (("settings", "Save settings", "settings"), ("status", "Database reachable", "status"),
-                                       ("manual", "Commands · 命令", "manual")):
+            for path, markers in (("settings", ["Save settings"]),
+                                  ("status", ["Database reachable", "idle", "Exact edits"]),
+                                  ("manual", ["Commands · 命令", "tonal change of the targets"])):
                 page.goto(f"{url}/{path}")
-                expect(page.get_by_text(marker).first).to_be_visible()
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                for marker in markers:  # tables fill in after the page: wait for their cells
+                    expect(page.get_by_text(marker).first).to_be_visible()
+                name = path
+                _shot(page, shots / f"{name}.png")
         except Exception:
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
             raise

@@ -75,7 +75,7 @@ def _live(services: Services) -> None:
 def _backends(services: Services) -> None:
     st.subheader("Backends")
     settings = services.settings
-    rows = [{"part": "planner", "backend": settings.planner, "usable": "✅",
+    rows = [{"part": "planner", "backend": settings.planner, "usable": "yes",
              "note": "Offline rule parser (English and Chinese); no key or network needed."}]
     if settings.segmenter is None:
         rows.append({"part": "segmenter", "backend": "none", "usable": "—",
@@ -83,10 +83,10 @@ def _backends(services: Services) -> None:
                              "model made by `chatedit models export-segmenter` to find parts automatically."})
     else:
         exists = settings.segmenter.exists()
-        rows.append({"part": "segmenter", "backend": str(settings.segmenter), "usable": "✅" if exists else "❌",
+        rows.append({"part": "segmenter", "backend": str(settings.segmenter), "usable": "yes" if exists else "no",
                      "note": "ONNX model, run by the workers." if exists
                      else "CHATEDIT_SEGMENTER names a file that does not exist on this machine."})
-    rows.append({"part": "editor", "backend": "classical", "usable": "✅",
+    rows.append({"part": "editor", "backend": "classical", "usable": "yes",
                  "note": "Exact edits (adjust, recolor, blur, …) with OpenCV; always available."})
     by_setting: dict[str, list[str]] = {}
     for command, variable in GENERATIVE_SETTINGS.items():
