@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,7 +104,10 @@ def test_submit_wait_shows_the_result(services: Services, env: dict[str, str]) -
 
 @pytest.mark.slow
 def test_serve_migrates_runs_a_worker_per_lane_and_stops_on_ctrl_c(settings: Settings, env: dict[str, str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, stdout=subprocess.PIPE,
+    with socket.socket() as sock:  # a free port, so the web app child never collides with another server
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     services = Services.from_settings(settings)
     try:

@@ -90,7 +90,9 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     if request.history_id is not None:
         step_id = record_step(
             services, history_id=request.history_id, parent_id=request.parent_step_id, image_id=stored.id,
-            commands=recipe.commands, params={"params": params, "backend": "classical", "notes": notes},
+            commands=recipe.commands,
+            params={"params": params, "backend": "classical", "notes": notes,
+                    "selection_key": request.selection_key, "segmenter": segmenter_id},
             job_id=ctx.job.id, user_id=request.user_id,
         )
     timings["store_s"] = time.perf_counter() - mark
