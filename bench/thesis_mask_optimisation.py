@@ -27,7 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, bench/ is first on sys.path and bench/queue.py would shadow the standard
+# library's `queue`; the repository root goes there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from core.mask_tools import EdgeRule, load_mask_config, optimise_mask  # noqa: E402
 

@@ -63,13 +63,13 @@ def export_segmenter(source: str, output: Path | str, *, tolerance: float = DEFA
     started = time.perf_counter()
     output = Path(output)
     # 1. Load the model and what its image processor does.
-    local = Path(source).expanduser()
+    where = _locate(source)
     # Without a network the hub client retries for most of a minute; find out in seconds instead,
     # and then use the local Hugging Face cache only.
-    offline = not local.is_dir() and not _hub_reachable()
-    model = _load_model(source, offline=offline)
-    preprocessing = _load_preprocessing(source, model.config, offline=offline)
-    label_names = _label_names(model.config)
+    offline = where == source and not _hub_reachable()
+    model = _load_model(source, where, offline=offline)
+    preprocessing = _load_preprocessing(source, where, model.config, offline=offline)
+    label_names = _label_names(source, model.config)
     metadata = SegmenterMetadata(model_id=model_id_for(source, weights_sha256(model)), source=source,
                                  label_names=label_names, preprocessing=preprocessing)
     # 2. Export with dynamic batch, height and width.
@@ -95,18 +95,24 @@ def weights_sha256(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _load_model(source: str, *, offline: bool) -> Any:
+def _locate(source: str) -> str:
+    """A local model directory's path, or the source itself as a Hugging Face id."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return str(local)
+    if local.exists():
+        raise ModelSourceUnavailable(source, "it is a file; pass a model directory or a Hugging Face id")
+    if source.startswith((".", "/", "~")):
+        raise ModelSourceUnavailable(source, "there is no such directory")
+    return source
+
+
+def _load_model(source: str, where: str, *, offline: bool) -> Any:
     from transformers import AutoModelForSemanticSegmentation
 
-    local = Path(source).expanduser()
-    if local.exists() and not local.is_dir():
-        raise ModelSourceUnavailable(source, "it is a file; pass a model directory or a Hugging Face id")
-    if not local.exists() and source.startswith((".", "/", "~")):
-        raise ModelSourceUnavailable(source, "there is no such directory")
     cache_only: dict[str, Any] = {"local_files_only": True, "adapter_kwargs": {"local_files_only": True}}
     try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(str(local) if local.is_dir() else source,
-                                                                 **(cache_only if offline else {}))
+        model = AutoModelForSemanticSegmentation.from_pretrained(where, **(cache_only if offline else {}))
     except OSError as exc:
         raise ModelSourceUnavailable(source, HUB_UNREACHABLE if offline else _why_unavailable(exc)) from None
     except ValueError as exc:  # a config transformers knows but not as semantic segmentation
@@ -141,11 +147,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
-def _load_preprocessing(source: str, config: Any, *, offline: bool) -> Preprocessing:
+def _load_preprocessing(source: str, where: str, config: Any, *, offline: bool) -> Preprocessing:
     from transformers import AutoImageProcessor
 
     try:
-        processor = AutoImageProcessor.from_pretrained(str(Path(source).expanduser()), local_files_only=offline)
+        processor = AutoImageProcessor.from_pretrained(where, local_files_only=offline)
     except (OSError, ValueError) as exc:
         if getattr(config, "model_type", None) != "segformer":
             raise ExportFailed(source, f"it has no image processor configuration ({_first_line(exc)})") from None
@@ -168,16 +174,15 @@ def _load_preprocessing(source: str, config: Any, *, offline: bool) -> Preproces
         do_rescale=bool(getattr(processor, "do_rescale", True)),
         rescale_factor=float(getattr(processor, "rescale_factor", 1 / 255)),
         do_normalize=bool(getattr(processor, "do_normalize", True)),
-        image_mean=tuple(float(v) for v in processor.image_mean),  # type: ignore[arg-type]
-        image_std=tuple(float(v) for v in processor.image_std),  # type: ignore[arg-type]
+        image_mean=tuple(float(v) for v in processor.image_mean or Preprocessing.image_mean),  # type: ignore[arg-type]
+        image_std=tuple(float(v) for v in processor.image_std or Preprocessing.image_std),  # type: ignore[arg-type]
     )
 
 
-def _label_names(config: Any) -> tuple[str, ...]:
+def _label_names(source: str, config: Any) -> tuple[str, ...]:
     id2label = {int(k): str(v) for k, v in config.id2label.items()}
     if sorted(id2label) != list(range(len(id2label))):
-        raise ExportFailed(getattr(config, "name_or_path", "the model"),
-                           f"its id2label ids {sorted(id2label)} are not 0..{len(id2label) - 1}")
+        raise ExportFailed(source, f"its id2label ids {sorted(id2label)} are not 0..{len(id2label) - 1}")
     return tuple(id2label[i] for i in range(len(id2label)))
 
 

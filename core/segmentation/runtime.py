@@ -111,8 +111,12 @@ def _new_session(path: Path) -> onnxruntime.InferenceSession:
     import onnxruntime as ort
 
     providers = choose_providers(ort.get_available_providers())
+    options = ort.SessionOptions()
+    # Idle intra-op threads would otherwise spin for a while after each run, taking CPU from
+    # whatever the worker runs next (torch, another job's thread) for no gain measured here.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(path), providers=providers)
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except FileNotFoundError:
         raise SegmenterNotFound(path) from None
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad models
