@@ -18,7 +18,12 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core.segmentation import decode_label_map, encode_label_map, load_segmenter, read_metadata
+from core.segmentation import (
+    decode_label_map,
+    encode_label_map,
+    load_segmenter,
+    read_metadata,
+)
 from db.models import Segmentation
 from jobs.images import get_image, image_rgb
 from jobs.services import Services

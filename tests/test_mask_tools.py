@@ -29,7 +29,13 @@ from core.mask_tools import (
 )
 from core.masks import UnknownLabel, dilate, invert, mask_from_labels
 from core.segmentation import SegmentationResult, load_segmenter
-from tests.test_segmentation_support import ID, LABELS, build_colour_segmenter, paint, person_labels
+from tests.test_segmentation_support import (
+    ID,
+    LABELS,
+    build_colour_segmenter,
+    paint,
+    person_labels,
+)
 
 ROOT = Path(__file__).parents[1]
 

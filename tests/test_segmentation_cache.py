@@ -15,7 +15,6 @@ from core.segmentation import OnnxSegmenter
 from db.models import Segmentation
 from jobs.images import ImageNotFound, encode_png, store_upload
 from jobs.queue import JobStatus
-from jobs.services import Services
 from jobs.segmentation import (
     SegmentationNotFound,
     SegmenterNotConfigured,
@@ -23,8 +22,15 @@ from jobs.segmentation import (
     load_segmentation,
     segment_image,
 )
+from jobs.services import Services
 from tests.conftest import running_worker
-from tests.test_segmentation_support import COLOURS, LABELS, build_colour_segmenter, paint, person_labels
+from tests.test_segmentation_support import (
+    COLOURS,
+    LABELS,
+    build_colour_segmenter,
+    paint,
+    person_labels,
+)
 
 PRESENT = ("Background", "Hair", "Upper-clothes", "Dress", "Face", "Left-arm", "Right-arm")
 

@@ -25,7 +25,13 @@ from core.segmentation import (
 )
 from core.segmentation.label_maps import InvalidLabelMap
 from core.segmentation.runtime import CPU, CUDA, choose_providers
-from tests.test_segmentation_support import ID, LABELS, build_colour_segmenter, paint, person_labels
+from tests.test_segmentation_support import (
+    ID,
+    LABELS,
+    build_colour_segmenter,
+    paint,
+    person_labels,
+)
 
 
 @pytest.fixture(scope="module")

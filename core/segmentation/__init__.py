@@ -13,8 +13,19 @@ from core.segmentation.errors import (
     SegmenterNotFound,
 )
 from core.segmentation.label_maps import decode_label_map, encode_label_map
-from core.segmentation.metadata import Preprocessing, SegmenterMetadata, read_metadata, write_metadata
-from core.segmentation.processing import MIN_SHARE, LabelSummary, preprocess, summarise_labels, upsample_argmax
+from core.segmentation.metadata import (
+    Preprocessing,
+    SegmenterMetadata,
+    read_metadata,
+    write_metadata,
+)
+from core.segmentation.processing import (
+    MIN_SHARE,
+    LabelSummary,
+    preprocess,
+    summarise_labels,
+    upsample_argmax,
+)
 from core.segmentation.runtime import OnnxSegmenter, SegmentationResult, load_segmenter
 
 __all__ = [

@@ -218,7 +218,7 @@ def _export_graph(model: Any, metadata: SegmenterMetadata, source: str) -> bytes
                               output_names=[OUTPUT_NAME], dynamic_shapes={"pixel_values": dims},
                               opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
             return target.read_bytes()
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; all mean the same to a person
+    except Exception as exc:  # the exporter raises many kinds; to a person each means the export failed
         raise ExportFailed(source, f"torch.onnx.export raised {type(exc).__name__}: {_first_line(exc)}") from exc
 
 

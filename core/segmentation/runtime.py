@@ -18,7 +18,12 @@ import numpy as np
 
 from core.segmentation.errors import InvalidSegmenter, SegmenterNotFound
 from core.segmentation.metadata import INPUT_NAME, SegmenterMetadata, read_metadata
-from core.segmentation.processing import MIN_SHARE, preprocess, summarise_labels, upsample_argmax
+from core.segmentation.processing import (
+    MIN_SHARE,
+    preprocess,
+    summarise_labels,
+    upsample_argmax,
+)
 
 if TYPE_CHECKING:
     import onnxruntime
