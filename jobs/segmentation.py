@@ -59,7 +59,7 @@ class SegmentationRecord:
     model_id: str
     segmentation_id: int
     cached: bool
-    image_id: int = 0
+    image_id: int
 
 
 # One lock per (image, model) being computed in this process: a second request waits and reads the cache.
