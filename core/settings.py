@@ -75,6 +75,12 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg:" + value[len("postgresql:"):]
         return value
 
+    @field_validator("segmenter", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """``CHATEDIT_SEGMENTER=`` (empty) means no segmenter, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -64,3 +64,8 @@ def test_every_setting_is_documented() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [name for name in names if name not in readme]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_an_empty_segmenter_setting_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATEDIT_SEGMENTER", "")
+    assert load_settings().segmenter is None
