@@ -52,10 +52,36 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image accepted, in pixels (decompression-bomb guard).")
 
     # Backends (each has an offline default).
-    planner: Literal["rules"] = Field("rules", description="Planner that turns requests into commands (rules: offline, bilingual).")
+    planner: Literal["rules", "openai", "local"] = Field(
+        "rules", description="Planner that turns requests into commands: rules (offline, bilingual), openai, local."
+    )
     segmenter: Path | None = Field(
         None, description="ONNX segmentation model (made by `chatedit models export-segmenter`); none: select by click and brush."
     )
+
+    # LLM planners (issue 7): any OpenAI-compatible server, or a local transformers model.
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible API base URL (OpenAI, vLLM, Ollama, llama.cpp, LM Studio); none: OpenAI.")
+    openai_api_key: str | None = Field(None, description="API key; OPENAI_API_KEY is used when this is not set.")
+    openai_model: str | None = Field(None, description="Chat model of the openai planner, e.g. gpt-4o-mini.")
+    openai_structured_output: Literal["auto", "json_schema", "prompt"] = Field(
+        "auto", description="Structured output with a strict JSON Schema, or the prompt + extraction path (auto: detect)."
+    )
+    openai_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one API request.")
+    openai_max_retries: int = Field(3, ge=0, description="Retries with backoff on 429 and 5xx.")
+    vision_model: str | None = Field(None, description="Vision-capable chat model for Advice; none: Advice is off.")
+    local_llm: str | None = Field(None, description="Local planner model: an HF id or a local directory.")
+    local_llm_adapter: str | None = Field(None, description="Optional peft LoRA adapter for the local planner (the fine-tuned planner).")
+
+    # Generative editing (issue 6): each an HF id, a local diffusers directory or a single .safetensors file.
+    inpaint_model: str | None = Field(None, description="Inpainting model (SD 1.5 or SDXL) for change and remove.")
+    controlnet_model: str | None = Field(None, description="ControlNet (canny) that keeps outlines while inpainting.")
+    ip2p_model: str | None = Field(None, description="InstructPix2Pix model for instruct.")
+    base_model: str | None = Field(None, description="Base model for face retouch, style (img2img) and generate (txt2img).")
+    lora_dir: Path | None = Field(None, description="Folder of LoRA adapters (.safetensors) offered in settings.")
+    torch_compile: bool = Field(False, description="torch.compile the UNet on CUDA (slow first run, faster after).")
+    face_analysis_dir: Path | None = Field(None, description="insightface model folder (e.g. buffalo_l) for swap_face.")
+    face_swap_model: Path | None = Field(None, description="inswapper ONNX file for swap_face.")
+    openai_image_model: str | None = Field(None, description="Image-edit fallback model (e.g. gpt-image-1, dall-e-2); none: no fallback.")
 
     # Serving.
     host: str = Field("127.0.0.1", description="Address `chatedit serve` binds.")
@@ -75,10 +101,17 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg:" + value[len("postgresql:"):]
         return value
 
-    @field_validator("segmenter", mode="before")
+    @field_validator("segmenter", "lora_dir", "face_analysis_dir", "face_swap_model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
-        """``CHATEDIT_SEGMENTER=`` (empty) means no segmenter, not the current directory."""
+        """``CHATEDIT_SEGMENTER=`` (empty) means not set, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("openai_base_url", "openai_api_key", "openai_model", "vision_model", "local_llm",
+                     "local_llm_adapter", "inpaint_model", "controlnet_model", "ip2p_model", "base_model",
+                     "openai_image_model", mode="before")
+    @classmethod
+    def _empty_text_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

@@ -19,6 +19,7 @@ BUILTIN_HANDLERS: dict[str, str] = {
     "edit": "jobs.handlers.edit:handle",
     "segment": "jobs.handlers.segment:handle",
     "eval_planner": "jobs.handlers.eval_planner:handle",
+    "plan": "jobs.handlers.plan:handle",
 }
 
 

@@ -1,10 +1,18 @@
 """Planner backends: request + labels (+ conversation) → reply and validated commands.
 
-``make_planner(name)`` is the one place a backend is chosen; the rule planner is the
-offline default and needs nothing installed or configured.
+``make_planner(name, settings)`` is the one place a backend is chosen. Each backend
+lives in its own module, imported only when chosen (the local one imports
+transformers, which the UI process never does):
+
+- ``rules``: the offline bilingual parser (``core/planners/rule_planner.py``), the default;
+- ``openai``: any OpenAI-compatible chat API (``core/planners/openai_planner.py``);
+- ``local``: a transformers model + LoRA with constrained decoding (``core/planners/local_planner.py``).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from core.planners.base import (
     ChatTurn,
@@ -15,16 +23,34 @@ from core.planners.base import (
     detect_language,
 )
 
-PLANNERS = ("rules",)
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+#: name → "module:class"; each class is built as ``cls.from_settings(settings)`` (or ``cls()`` without one).
+BACKENDS: dict[str, str] = {
+    "rules": "core.planners.rule_planner:RulePlanner",
+    "openai": "core.planners.openai_planner:OpenAIPlanner",
+    "local": "core.planners.local_planner:LocalPlanner",
+}
+PLANNERS = tuple(BACKENDS)
+#: Planners that load a model into the process: the UI sends their requests to a worker as `plan` jobs.
+IN_WORKER = frozenset({"local"})
 
 
-def make_planner(name: str = "rules") -> Planner:
-    if name == "rules":
-        from core.planners.rule_planner import RulePlanner
+def make_planner(name: str = "rules", settings: Settings | None = None) -> Planner:
+    """The planner called ``name``; raises :class:`PlannerUnavailable` with a sentence when it cannot run."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise PlannerUnavailable(f"There is no planner called {name!r}; the planners are {', '.join(PLANNERS)}.")
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ModuleNotFoundError as exc:
+        raise PlannerUnavailable(f"The {name} planner is not available in this installation ({exc.name} is missing).") from None
+    if settings is not None and hasattr(cls, "from_settings"):
+        return cls.from_settings(settings)
+    return cls()
 
-        return RulePlanner()
-    raise PlannerUnavailable(f"There is no planner called {name!r}; the planners are {', '.join(PLANNERS)}.")
 
-
-__all__ = ["PLANNERS", "ChatTurn", "NotUnderstood", "PlanResult", "Planner", "PlannerUnavailable",
-           "detect_language", "make_planner"]
+__all__ = ["BACKENDS", "IN_WORKER", "PLANNERS", "ChatTurn", "NotUnderstood", "PlanResult", "Planner",
+           "PlannerUnavailable", "detect_language", "make_planner"]

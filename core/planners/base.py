@@ -51,6 +51,27 @@ class PlanResult:
     def wire(self) -> list[dict[str, Any]]:
         return [c.to_wire() for c in self.commands]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (a `plan` job's result, a chat message's record)."""
+        return {
+            "reply": self.reply,
+            "commands": self.wire(),
+            "rejections": [{"index": r.index, "item": r.item, "reason": r.reason} for r in self.rejections],
+            "not_understood": [{"clause": n.clause, "reason": n.reason} for n in self.not_understood],
+            "language": self.language,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanResult:
+        return cls(
+            reply=str(data.get("reply", "")),
+            commands=[Command(c["command"], tuple(tuple(p) if isinstance(p, list) else p for p in c["paras"]))
+                      for c in data.get("commands", [])],
+            rejections=[Rejection(r["index"], r["item"], r["reason"]) for r in data.get("rejections", [])],
+            not_understood=[NotUnderstood(n["clause"], n["reason"]) for n in data.get("not_understood", [])],
+            language="zh" if data.get("language") == "zh" else "en",
+        )
+
 
 class Planner(Protocol):
     name: str
