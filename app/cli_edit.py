@@ -17,9 +17,10 @@ from typing import Any, Iterator
 import click
 
 from app.cli_common import open_services
+from core.planners import IN_WORKER, PLANNERS
 from core.rules import load_rules
 
-PLANNER_CHOICES = ("rules",)
+PLANNER_CHOICES = PLANNERS
 
 
 def register(cli: click.Group) -> None:
@@ -35,12 +36,17 @@ def _labels(text: str | None) -> list[str]:
     return [label.strip() for label in text.split(",") if label.strip()]
 
 
-def _make_planner(name: str) -> Any:
-    from core.planners import PlannerUnavailable, make_planner
+def _run_planner(services: Any, request: str, labels: list[str], planner_name: str | None) -> Any:
+    """The planner's result; a planner that loads a model runs in a worker (started here when none runs)."""
+    from contextlib import nullcontext
 
+    from jobs.planning import PlanningFailed, plan_request
+
+    name = planner_name or services.settings.planner
     try:
-        return make_planner(name)
-    except PlannerUnavailable as exc:
+        with _worker_if_none(services, "interactive") if name in IN_WORKER else nullcontext():
+            return plan_request(services, request, labels=labels, planner=name)
+    except PlanningFailed as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -60,8 +66,12 @@ def _report_plan(result: Any) -> None:
 @click.pass_obj
 def plan(obj: dict[str, Any], request: str, planner_name: str | None, labels: str | None) -> None:
     """Turn REQUEST into commands and print them as a JSON array (reasons for anything left out go to stderr)."""
-    planner = _make_planner(planner_name or obj["settings"].planner)
-    result = planner.plan(request, labels=_labels(labels))
+    with open_services(obj, need_schema=False) as services:
+        if (planner_name or services.settings.planner) in IN_WORKER:
+            from db.migrate import upgrade
+
+            upgrade(services.database)  # its requests run as `plan` jobs
+        result = _run_planner(services, request, _labels(labels), planner_name)
     _report_plan(result)
     click.echo(json.dumps(result.wire(), ensure_ascii=False))
 
@@ -149,8 +159,8 @@ def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str
             labels.extend(segment_image(services, image_id, Path(segmenter_path)).present)
         except (ValueError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
-    planner = _make_planner(planner_name or services.settings.planner)
-    result = planner.plan(request, labels=labels)
+    result = _run_planner(services, request, labels, planner_name)
+    _report_plan(result)
     click.echo(result.reply, err=True)
     if not result.commands:
         raise click.ClickException("The request gave no commands to run.")
