@@ -17,6 +17,7 @@ from functools import cache
 
 from core.colors import InvalidColor, parse_color
 from core.commands import validate
+from core.describe import describe
 from core.planners import lexicon as lx
 from core.planners.base import (
     ChatTurn,
@@ -504,7 +505,7 @@ def _reply(result: PlanResult, language: Language) -> str:
     lines = []
     if result.commands:
         lines.append(_say(language, "Here is what I will do:", "我会这样修改："))
-        lines.extend(f"- {c.command} {_paras_text(c.to_wire()['paras'])}" for c in result.commands)
+        lines.extend(f"- {describe(c.to_wire(), language)}" for c in result.commands)
     elif not result.not_understood:
         lines.append(_say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
     for item in result.not_understood:
@@ -512,9 +513,3 @@ def _reply(result: PlanResult, language: Language) -> str:
     for rejection in result.rejections:
         lines.append(rejection.reason)
     return "\n".join(lines)
-
-
-def _paras_text(paras: list[object]) -> str:
-    import json
-
-    return ", ".join(json.dumps(p, ensure_ascii=False) for p in paras)
