@@ -45,6 +45,6 @@ def describe(item: Any, language: Language = "en") -> str:
             prop = _PROPERTIES_ZH.get(paras[0], paras[0]) if language == "zh" else paras[0]
             where = _targets(paras[2], language)
             return f"{verb}{prop} {paras[1]:+g}（{where}）" if language == "zh" else f"{verb} {prop} {paras[1]:+g} on {where}"
-        return f"{verb} “{paras[0]}”"
+        return f"{verb}“{paras[0]}”" if verb.endswith("：") else f"{verb} “{paras[0]}”"
     except (IndexError, TypeError, ValueError):
         return json.dumps(item, ensure_ascii=False)[:200]
