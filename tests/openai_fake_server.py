@@ -1,0 +1,213 @@
+"""A local OpenAI-compatible server for tests: ``POST /v1/chat/completions``, plain and streamed (SSE).
+
+It speaks the wire format of the real API (``chat.completion`` objects, ``chat.completion.chunk``
+events ending in ``data: [DONE]``, ``{"error": {...}}`` bodies with the status codes the
+SDK maps to its exceptions), so the planner under test runs through the real ``openai``
+SDK; ``tests/test_planner_openai.py`` holds the fake to the protocol by parsing its
+answers with the SDK in strict response validation mode.
+
+Replies are scripted (:class:`Reply`, consumed in order, then :attr:`FakeOpenAIServer.default`)
+or computed (:attr:`FakeOpenAIServer.responder`); every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer: an assistant message (``content``), or an HTTP error (``status`` ≥ 400)."""
+
+    content: str = ""
+    status: int = 200
+    error_message: str = "error"
+    error_type: str = "invalid_request_error"
+    headers: dict[str, str] = field(default_factory=dict)
+    refusal: str | None = None
+    finish_reason: str = "stop"
+    chunk_chars: int = 7
+
+
+@dataclass
+class Received:
+    """A request as the server saw it."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body.get("messages", [])
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        return self.body.get("response_format")
+
+
+def rate_limited(retry_after_ms: int = 1) -> Reply:
+    """A 429 as OpenAI sends it; ``retry-after-ms`` keeps the SDK's backoff short in tests."""
+    return Reply(status=429, error_type="requests", error_message="Rate limit reached for requests.",
+                 headers={"retry-after-ms": str(retry_after_ms)})
+
+
+def server_error(status: int = 503, retry_after_ms: int = 1) -> Reply:
+    return Reply(status=status, error_type="server_error", error_message="The server is overloaded.",
+                 headers={"retry-after-ms": str(retry_after_ms)})
+
+
+class FakeOpenAIServer:
+    """Serve on ``127.0.0.1`` (a free port) in a daemon thread; use as a context manager."""
+
+    model = "fake-model"
+
+    def __init__(self) -> None:
+        self.script: list[Reply] = []
+        self.default = Reply(content=json.dumps({"reply": "Nothing to do.", "commands": []}))
+        self.responder: Callable[[Received], Reply] | None = None
+        #: Answer requests that carry ``response_format`` with a 400, as servers without structured output do.
+        self.rejects_response_format = False
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _next_reply(self, received: Received) -> Reply:
+        with self._lock:
+            self.requests.append(received)
+            if self.rejects_response_format and received.response_format is not None:
+                return Reply(status=400, error_message="response_format is not supported by this server.")
+            if self.script:
+                return self.script.pop(0)
+        return self.responder(received) if self.responder else self.default
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._json(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error",
+                                               "param": None, "code": "not_found"}})
+                    return
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    self._json(400, {"error": {"message": "Invalid JSON body.", "type": "invalid_request_error",
+                                               "param": None, "code": None}})
+                    return
+                received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                reply = server._next_reply(received)
+                if reply.status >= 400:
+                    self._json(reply.status, {"error": {"message": reply.error_message, "type": reply.error_type,
+                                                        "param": None, "code": None}}, reply.headers)
+                elif body.get("stream"):
+                    self._stream(body, reply)
+                else:
+                    self._json(200, completion(body.get("model", server.model), reply))
+
+            def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream; charset=utf-8")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                for event in chunks(body.get("model", server.model), reply, include_usage=include_usage):
+                    data = f"data: {event}\n\n".encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+
+        return Handler
+
+
+def _usage(reply: Reply) -> dict[str, int]:
+    completion_tokens = max(1, len(reply.content) // 4)
+    return {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens}
+
+
+def completion(model: str, reply: Reply) -> dict[str, Any]:
+    """A ``chat.completion`` object as the API returns it."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": None if reply.refusal else reply.content,
+                        "refusal": reply.refusal},
+            "logprobs": None,
+            "finish_reason": reply.finish_reason,
+        }],
+        "usage": _usage(reply),
+    }
+
+
+def chunks(model: str, reply: Reply, *, include_usage: bool = False) -> Iterator[str]:
+    """The SSE ``data:`` payloads of a streamed answer: role, content pieces, finish, (usage), ``[DONE]``."""
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+        return json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                           "model": model, "system_fingerprint": "fp_fake",
+                           "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                           **extra})
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
+    text, key = (reply.refusal, "refusal") if reply.refusal else (reply.content, "content")
+    for start in range(0, len(text), reply.chunk_chars):
+        yield chunk({key: text[start:start + reply.chunk_chars]}, None)
+    yield chunk({}, reply.finish_reason)
+    if include_usage:
+        yield json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model,
+                          "system_fingerprint": "fp_fake", "choices": [], "usage": _usage(reply)})
+    yield "[DONE]"
+
+
+@contextmanager
+def fake_openai_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
