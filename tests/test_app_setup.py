@@ -25,6 +25,9 @@ HEAVY = ("torch", "diffusers", "transformers", "onnxruntime", "peft", "accelerat
 
 
 def test_the_app_and_every_page_load_no_heavy_library(tmp_path: Path) -> None:
+    from tests.test_segmentation_support import build_colour_segmenter
+
+    segmenter = build_colour_segmenter(tmp_path / "colours.onnx")  # the editor reads its metadata, never runs it
     code = ("import sys; from streamlit.testing.v1 import AppTest\n"
             "import app.ui.editor, app.ui.gallery, app.ui.settings, app.ui.status, app.ui.manual, app.ui.selection\n"
             "for page in ('editor', 'gallery', 'settings', 'status', 'manual'):\n"
@@ -32,7 +35,8 @@ def test_the_app_and_every_page_load_no_heavy_library(tmp_path: Path) -> None:
             "    at.switch_page(f'views/{page}.py').run()\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=240,
-                         env={"PATH": "/usr/bin:/bin", "CHATEDIT_DATA_DIR": str(tmp_path)})
+                         env={"PATH": "/usr/bin:/bin", "CHATEDIT_DATA_DIR": str(tmp_path),
+                              "CHATEDIT_SEGMENTER": str(segmenter)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from app.ui import segments
 from app.ui import selection as sel
 from app.ui.common import command_summary, get_services, png_of, rgb_of
 from app.ui.samples import SAMPLES, sample_png
@@ -124,7 +125,8 @@ def render() -> None:
     rgb = rgb_of(services, base.image_id)
     rules = load_rules()
     current_selection = sel.current(base.image_id, rgb.shape[:2])
-    labels = _labels(services, rules, current_selection is not None)
+    parts = segments.parts_of(services, base.image_id)
+    labels = planning_labels(rules, parts, current_selection is not None)
 
     st.title(history.title or f"Edit history {history_id}")
     steps = history_steps(services, history_id)
@@ -136,13 +138,18 @@ def render() -> None:
                 "with the brush or a click under **Selection tools** and say e.g. “make the selection red”. "
                 "To find parts automatically, set CHATEDIT_SEGMENTER to an ONNX model made by "
                 "`chatedit models export-segmenter`.", icon="ℹ️")
+    segments.render_parts(base.image_id, parts)
     notice = st.session_state.get("job_notice")  # stays until the next run, set-as-base or undo replaces it
     if notice:
         (st.success if notice[0] == "ok" else st.error)(notice[1])
 
-    _images(services, history_id, base, steps)
+    shown = None
+    if parts.record is not None and st.session_state.get(segments.SHOW_OVERLAY):
+        shown = segments.parts_overlay(rgb, parts.record)
+    _images(services, history_id, base, steps, shown)
+    label_map = segments.label_map_for(parts.record, rgb.shape[:2]) if parts.record is not None else None
     with st.expander("Selection tools (brush, eraser, click to select)", expanded=current_selection is not None):
-        sel.render_tools(base.image_id, rgb)
+        sel.render_tools(base.image_id, rgb, label_map)
 
     chat_col, board_col = st.columns([1, 1], gap="large")
     with chat_col:
@@ -151,21 +158,33 @@ def render() -> None:
         _board(services, history_id, base, labels, rules, current_selection)
 
 
-def _labels(services: Services, rules: Rules, has_selection: bool) -> list[str]:
-    labels = [rules.selection_label] if has_selection else []
-    if services.settings.segmenter is not None:
-        labels += list(rules.default_labels)  # the edit job checks them against this image's segmentation
+def planning_labels(rules: Rules, parts: segments.PartsState, has_selection: bool) -> list[str]:
+    """What commands may target: the parts this image really has (+ Selection when something is selected).
+
+    While the parts are still being found, the usual human-parsing labels stand in (the
+    edit job checks them against the image's segmentation); when they cannot be found,
+    only the selection and the whole image remain.
+    """
+    if parts.record is not None:
+        labels = list(parts.labels)
+    elif parts.pending:
+        labels = list(rules.default_labels)
+    else:
+        labels = []
+    if has_selection:
+        labels.append(rules.selection_label)
     return labels
 
 
 # ---------------------------------------------------------------- before / after
 
 
-def _images(services: Services, history_id: int, base: Any, steps: list[Any]) -> None:
+def _images(services: Services, history_id: int, base: Any, steps: list[Any], shown: np.ndarray | None) -> None:
     before, after = st.columns(2, gap="medium")
     with before:
         st.subheader("Base")
-        st.image(png_of(services, base.image_id), width="stretch")
+        st.image(png_of(services, base.image_id) if shown is None else shown, width="stretch",
+                 caption=None if shown is None else "Each part tinted in its own colour")
         b1, b2 = st.columns(2)
         b1.download_button("Download PNG", data=png_of(services, base.image_id), mime="image/png",
                            file_name=f"chatedit-h{history_id}-step{base.id}.png", key="download_base",

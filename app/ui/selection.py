@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image as PILImage
 
-from core.mask_tools import PointOutsideImage, select_at
+from core.mask_tools import PointOutsideImage, auto_fill, fill_points, select_at
 from jobs.services import Services
 
 CANVAS_WIDTH = 512
@@ -49,12 +49,30 @@ def strokes_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(painted, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
-def region_at(rgb: np.ndarray, point: tuple[int, int], tolerance: int, method: str = "flood") -> np.ndarray:
-    """The region grown from a click, without a segmenter: flood fill by colour, or GrabCut around the click."""
+#: How a click selects: the whole part under it (needs a segmentation), similar colour, or the object around it.
+CLICK_METHODS = {"Whole part": "segment", "Similar colour": "flood", "Object (GrabCut)": "grabcut"}
+
+
+def region_at(rgb: np.ndarray, point: tuple[int, int], tolerance: int, method: str = "flood",
+              label_map: np.ndarray | None = None) -> np.ndarray:
+    """The region a click selects: its whole segment (``segment``), a flood fill by colour, or GrabCut around it."""
     try:
+        if method == "segment":
+            if label_map is None:
+                raise ValueError("there are no parts to pick from: this image has no segmentation")
+            return np.asarray(fill_points(label_map, [point]), dtype=bool)
         return np.asarray(select_at(rgb, point, method=method, tolerance=tolerance), dtype=bool)  # type: ignore[arg-type]
     except PointOutsideImage as exc:
         raise ValueError(str(exc)) from None
+
+
+def brushed_region(strokes: np.ndarray, shape: tuple[int, int], label_map: np.ndarray | None,
+                   fill_parts: bool) -> np.ndarray:
+    """The painted pixels, plus (``fill_parts`` with a segmentation) every part the strokes really touch, whole."""
+    painted = strokes_mask(strokes, shape)
+    if fill_parts and label_map is not None:
+        return np.asarray(auto_fill(painted, label_map), dtype=bool)
+    return painted
 
 
 def to_png(selection: np.ndarray) -> bytes:
@@ -99,8 +117,8 @@ def blob_key(services: Services, selection: np.ndarray | None) -> str | None:
     return services.blobs.put(to_png(selection))
 
 
-def render_tools(image_id: int, rgb: np.ndarray) -> None:
-    """Brush, eraser, click-to-select, invert and clear, over the base image."""
+def render_tools(image_id: int, rgb: np.ndarray, label_map: np.ndarray | None = None) -> None:
+    """Brush, eraser, click-to-select, invert and clear, over the base image (``label_map``: its parts, if found)."""
     shape = rgb.shape[:2]
     selection = current(image_id, shape)
     working = selection if selection is not None else empty(shape)
@@ -122,18 +140,28 @@ def render_tools(image_id: int, rgb: np.ndarray) -> None:
         )
         if result is not None and result.json_data is not None and result.json_data.get("objects"):
             st.session_state[STROKES] = result.image_data
+        fill_parts = label_map is not None and st.checkbox(
+            "Fill the parts the strokes touch", value=True, key="brush_fill_parts",
+            help="A part touched by enough painted pixels is selected whole, so a rough stroke is enough.")
         st.caption("Paint over the part to edit, then apply the strokes to the selection.")
         if st.button("Apply strokes", key="apply_strokes"):
             strokes = st.session_state.pop(STROKES, None)
             if strokes is None:
                 st.warning("Paint on the image first: there are no strokes to apply.")
             else:
-                store(image_id, combine(working, strokes_mask(strokes, shape), mode))
+                store(image_id, combine(working, brushed_region(strokes, shape, label_map, fill_parts), mode))
                 st.session_state["canvas_round"] = st.session_state.get("canvas_round", 0) + 1
                 st.rerun()
     else:
-        tolerance = st.slider("Colour tolerance", 1, 100, 24, key="click_tolerance",
-                              help="How different a colour may be from the clicked one and still be selected.")
+        methods = [m for m, v in CLICK_METHODS.items() if v != "segment" or label_map is not None]
+        method = CLICK_METHODS[st.radio("A click selects", methods, horizontal=True, key="click_method",
+                                        help="Whole part: the segment under the click. Similar colour: the "
+                                             "connected area of similar colour. Object: GrabCut in a box "
+                                             "around the click, for an object on a busy background.") or methods[0]]
+        tolerance = 24
+        if method == "flood":
+            tolerance = st.slider("Colour tolerance", 1, 100, 24, key="click_tolerance",
+                                  help="How different a colour may be from the clicked one and still be selected.")
         from streamlit_image_coordinates import streamlit_image_coordinates
 
         clicked = streamlit_image_coordinates(shown, width=width, key=f"coords_{image_id}")
@@ -142,12 +170,14 @@ def render_tools(image_id: int, rgb: np.ndarray) -> None:
             scale_y = rgb.shape[0] / clicked.get("height", height)
             st.session_state[CLICK] = (min(rgb.shape[1] - 1, int(clicked["x"] * scale_x)),
                                        min(rgb.shape[0] - 1, int(clicked["y"] * scale_y)))
-        st.caption("Click a region: the area of similar colour around the click is added (or erased).")
+        st.caption({"segment": "Click a part: the whole part under the click is added (or erased).",
+                    "flood": "Click a region: the area of similar colour around the click is added (or erased).",
+                    "grabcut": "Click an object: the object around the click is added (or erased)."}[method])
         point = st.session_state.get(CLICK)
         if point is not None and point != st.session_state.get(LAST_CLICK):
             st.session_state[LAST_CLICK] = point
             try:
-                region = region_at(rgb, tuple(point), tolerance)
+                region = region_at(rgb, tuple(point), tolerance, method, label_map)
             except ValueError as exc:
                 st.warning(f"That click cannot be used: {exc}.")
             else:

@@ -1,0 +1,182 @@
+"""The base image's parts in the editor: a `segment` job when the segmenter has not seen the image, then chips and an overlay.
+
+The segmenter runs in a worker (ONNX Runtime never loads in the UI process); this
+module only reads the segmenter's metadata (its model id, to find a cached label map
+at once) and the stored label map. What the page needs is one :class:`PartsState`:
+the label map when there is one, or why there is none yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import streamlit as st
+
+from core.segmentation import SegmenterError, read_metadata
+from core.segmentation.label_maps import voc_palette
+from jobs.errors import JobNotFound
+from jobs.segmentation import SegmentationNotFound, SegmentationRecord, find_segmentation, load_segmentation
+from jobs.services import Services
+
+SEGMENT_KIND = "segment"
+POLL_S = 0.5
+#: Session keys: image id → segment job id; (image id, model id) → SegmentationRecord; the overlay toggle.
+JOBS = "segment_jobs"
+RECORDS = "segment_records"
+SHOW_OVERLAY = "show_parts_overlay"
+_PALETTE = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+
+
+@dataclass(frozen=True)
+class PartsState:
+    """The parts of one image: ``record`` when found; else ``pending`` (a job runs) or ``problem`` (a sentence)."""
+
+    configured: bool
+    record: SegmentationRecord | None = None
+    job_id: int | None = None
+    problem: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.record is None and self.job_id is not None and self.problem is None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.record.present if self.record is not None else ()
+
+
+def model_id_of(services: Services) -> str:
+    """The configured segmenter's model id (raises SegmenterError with a sentence when the file is unusable)."""
+    assert services.settings.segmenter is not None
+    return read_metadata(services.settings.segmenter).model_id
+
+
+def submit_segmentation(services: Services, image_id: int) -> int:
+    """Queue the interactive `segment` job for this image (served from the cache when it was segmented before)."""
+    return services.queue.enqueue(SEGMENT_KIND, {"image_id": image_id}, lane="interactive", priority=20)
+
+
+def parts_of(services: Services, image_id: int) -> PartsState:
+    """This image's parts by the configured segmenter: cached, being computed, or why not (never blocks on a model)."""
+    if services.settings.segmenter is None:
+        return PartsState(configured=False)
+    try:
+        model_id = model_id_of(services)
+    except SegmenterError as exc:
+        return PartsState(configured=True, problem=f"The segmenter cannot be used: {exc}")
+    records: dict[tuple[int, str], SegmentationRecord] = st.session_state.setdefault(RECORDS, {})
+    key = (image_id, model_id)
+    if key in records:
+        return PartsState(configured=True, record=records[key])
+    found = find_segmentation(services, image_id, model_id)
+    if found is not None:
+        records[key] = found
+        return PartsState(configured=True, record=found)
+    jobs: dict[int, int] = st.session_state.setdefault(JOBS, {})
+    job_id = jobs.get(image_id)
+    if job_id is None:
+        jobs[image_id] = job_id = submit_segmentation(services, image_id)
+        return PartsState(configured=True, job_id=job_id)
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        jobs.pop(image_id, None)
+        return PartsState(configured=True, problem="The segmentation job disappeared; reload the page to try again.")
+    if not job.terminal:
+        return PartsState(configured=True, job_id=job_id)
+    if job.status.value == "succeeded" and job.result:
+        try:
+            record = load_segmentation(services, int(job.result["segmentation_id"]))
+        except (SegmentationNotFound, KeyError, TypeError, ValueError):
+            return PartsState(configured=True, job_id=job_id,
+                              problem="The segmentation finished but its label map cannot be read.")
+        records[(image_id, record.model_id)] = record
+        return PartsState(configured=True, record=record)
+    if job.status.value == "cancelled":
+        return PartsState(configured=True, job_id=job_id, problem="Finding the parts was cancelled.")
+    return PartsState(configured=True, job_id=job_id,
+                      problem=f"Finding the parts failed: {job.error_message or 'no reason given'}")
+
+
+def retry(image_id: int) -> None:
+    """Forget this image's segment job, so the next run submits a new one."""
+    st.session_state.setdefault(JOBS, {}).pop(image_id, None)
+
+
+def label_map_for(record: SegmentationRecord, shape: tuple[int, int]) -> np.ndarray:
+    """The label map at the image's size (a label map is stored at the size it was computed at)."""
+    label_map = record.label_map
+    if label_map.shape == shape:
+        return label_map
+    return cv2.resize(label_map.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def colour_of(record: SegmentationRecord, name: str) -> tuple[int, int, int]:
+    index = record.label_names.index(name)
+    r, g, b = (int(v) for v in _PALETTE[index % 256])
+    return r, g, b
+
+
+def parts_overlay(rgb: np.ndarray, record: SegmentationRecord, alpha: float = 0.5) -> np.ndarray:
+    """The image with each part tinted in its own colour (Background, label 0, left as it is)."""
+    label_map = label_map_for(record, rgb.shape[:2])
+    colours = _PALETTE[label_map.astype(np.int64) % 256].astype(np.float32)
+    shown = rgb.astype(np.float32)
+    tinted = label_map != 0
+    shown[tinted] = shown[tinted] * (1 - alpha) + colours[tinted] * alpha
+    return shown.astype(np.uint8)
+
+
+def chips_markdown(record: SegmentationRecord) -> str:
+    """The labels present as badges, largest share first, each with its share of the image."""
+    names = sorted(record.present, key=lambda n: -record.shares.get(n, 0.0))
+    return " ".join(f":gray-badge[{name} · {record.shares.get(name, 0.0):.0%}]" if record.shares.get(name, 0) >= 0.005
+                    else f":gray-badge[{name} · <1%]" for name in names)
+
+
+@st.fragment(run_every=POLL_S)
+def progress_panel(job_id: int) -> None:
+    """The segment job's progress; when it ends, the whole page runs again to show the parts."""
+    from app.ui.common import get_services
+
+    services = get_services()
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        st.rerun(scope="app")
+    if job.terminal:
+        st.rerun(scope="app")
+    if job.status.value == "queued":
+        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
+                 if job.lane in w.lanes]
+        text = "Finding the parts of this image: waiting for a worker…" if alive else (
+            f"Finding the parts of this image is queued, but no worker serving the '{job.lane}' lane is alive: "
+            "start one with `chatedit serve` (or see the Status page).")
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(1.0, max(0.0, job.progress)),
+                    text=f"Finding the parts of this image… {job.progress:.0%} · {job.progress_message or 'running'}")
+
+
+def render_parts(image_id: int, state: PartsState) -> Any:
+    """The parts strip above the images: progress, the chips and the overlay toggle, or the problem."""
+    if not state.configured:
+        return
+    if state.record is not None:
+        record = state.record
+        left, right = st.columns([4, 1])
+        left.markdown("**Parts found:** " + chips_markdown(record))
+        right.toggle("Show parts", key=SHOW_OVERLAY, help="Tint each part of the base image in its own colour.")
+        return
+    if state.problem is not None:
+        st.error(state.problem + " Until then, select regions with the brush or a click; commands can target "
+                                 "**Selection** and the whole image.")
+        if state.job_id is not None and st.button("Find the parts again", key=f"segment_retry_{image_id}"):
+            retry(image_id)
+            st.rerun()
+        return
+    assert state.job_id is not None
+    progress_panel(state.job_id)
