@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from core.commands import CommandsNotFound, extract_commands, validate
+from core.describe import describe
 from core.planners.base import ChatTurn, Language, NotUnderstood, PlanResult
 from core.rules import Rules, load_rules
 
@@ -97,9 +98,7 @@ def summary(result: PlanResult) -> str:
     lines = []
     if result.commands:
         lines.append(say(language, "Here is what I suggest:", "我的建议："))
-        for command in result.commands:
-            paras = ", ".join(json.dumps(p, ensure_ascii=False) for p in command.to_wire()["paras"])
-            lines.append(f"- {command.command} {paras}")
+        lines += [f"- {describe(command.to_wire(), language)}" for command in result.commands]
     elif not result.not_understood and not result.rejections:
         lines.append(say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
     lines += [item.reason for item in result.not_understood]
