@@ -20,7 +20,13 @@ from jobs.images import encode_png, store_upload
 from jobs.segmentation import segment_image
 from jobs.services import Services
 from tests.conftest import running_worker
-from tests.test_segmentation_support import ID, LABELS, build_colour_segmenter, paint, person_labels
+from tests.test_segmentation_support import (
+    ID,
+    LABELS,
+    build_colour_segmenter,
+    paint,
+    person_labels,
+)
 
 ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 

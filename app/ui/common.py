@@ -20,10 +20,10 @@ class AppUnavailable(RuntimeError):
     """The app cannot reach a usable database; the message says what to do."""
 
 
-@st.cache_resource(show_spinner=False)
-def _services_for(database_url: str, data_dir: str, blob_store: str) -> Services:
-    # Keyed by where the data lives, so a test (or a changed setting) never reuses another's services.
-    return Services.from_settings(load_settings())
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _services_for(settings_json: str) -> Services:
+    # Keyed by every setting, so a test (or a changed setting) never reuses another's services.
+    return Services.from_settings(Settings.model_validate_json(settings_json))
 
 
 def get_services() -> Services:
@@ -33,7 +33,7 @@ def get_services() -> Services:
     except SettingsError as exc:
         st.error(str(exc))
         st.stop()
-    services = _services_for(settings.resolved_database_url, str(settings.data_dir.resolve()), settings.blob_store)
+    services = _services_for(settings.model_copy(update={"data_dir": settings.data_dir.resolve()}).model_dump_json())
     try:
         revision = current_revision(services.database)
     except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to a person

@@ -11,19 +11,25 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app.ui import segments
+from app.ui import chat, segments
 from app.ui import selection as sel
 from app.ui.common import command_summary, get_services, png_of, rgb_of
 from app.ui.samples import SAMPLES, sample_png
 from core.commands import validate_item
 from core.images import ImageRejected
-from core.planners import ChatTurn, PlannerUnavailable, make_planner
 from core.rules import ParaRule, Rules, load_rules
-from jobs.conversations import add_message, messages
+from jobs.conversations import messages
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import JobNotFound
 from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
-from jobs.histories import HistoryNotFound, StepNotFound, get_history, get_step, history_steps, start_history
+from jobs.histories import (
+    HistoryNotFound,
+    StepNotFound,
+    get_history,
+    get_step,
+    history_steps,
+    start_history,
+)
 from jobs.images import store_upload
 from jobs.services import Services
 from jobs.user_settings import edit_params, get_preferences
@@ -153,7 +159,7 @@ def render() -> None:
 
     chat_col, board_col = st.columns([1, 1], gap="large")
     with chat_col:
-        _chat(services, history_id, labels)
+        _chat(services, history_id, labels, base.image_id)
     with board_col:
         _board(services, history_id, base, labels, rules, current_selection)
 
@@ -260,8 +266,14 @@ def _job_panel(job_id: int) -> None:
 # ---------------------------------------------------------------- chat
 
 
-def _chat(services: Services, history_id: int, labels: list[str]) -> None:
-    st.subheader("Chat")
+def _chat(services: Services, history_id: int, labels: list[str], image_id: int) -> None:
+    head, advise_col = st.columns([3, 1])
+    head.subheader("Chat")
+    if services.settings.vision_model and advise_col.button(
+            "Advise", key="advise", help=f"Ask {services.settings.vision_model} to look at the base image and "
+                                         "suggest edits; the suggestions land on the Operation Board."):
+        chat.advise_image(services, history_id, png_of(services, image_id), labels)
+        st.rerun()
     history = messages(services, history_id)
     box = st.container(height=360)
     with box:
@@ -271,31 +283,15 @@ def _chat(services: Services, history_id: int, labels: list[str]) -> None:
         for message in history:
             with st.chat_message(message.role):
                 st.markdown(message.content)
-    prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt")
+    pending = st.session_state.get(chat.PLAN_JOB)
+    if pending is not None and pending[1] == history_id:
+        chat.plan_job_panel(*pending)
+    st.caption(f"Planner: **{chat.planner_name(services)}** (change it in Settings).")
+    prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt",
+                           disabled=pending is not None)
     if prompt and prompt.strip():
-        _plan(services, history_id, prompt.strip(), labels, history)
+        chat.ask(services, history_id, prompt.strip(), labels, box)
         st.rerun()
-
-
-def _plan(services: Services, history_id: int, prompt: str, labels: list[str], history: list[Any]) -> None:
-    preferences = get_preferences(services)
-    add_message(services, history_id, "user", prompt)
-    try:
-        planner = make_planner(preferences.get("planner") or services.settings.planner)
-    except PlannerUnavailable as exc:
-        add_message(services, history_id, "assistant", f"I cannot plan this: {exc}", commands=[])
-        return
-    conversation = [ChatTurn(m.role, m.content) for m in history if m.role in ("user", "assistant")]
-    with st.spinner("Planning…"):
-        result = planner.plan(prompt, labels=labels, conversation=conversation)
-    board: list[dict[str, Any]] = [{**c.to_wire(), "valid": True, "reason": None} for c in result.commands]
-    for rejection in result.rejections:
-        item = rejection.item if isinstance(rejection.item, dict) else {"raw": rejection.item}
-        board.append({**item, "valid": False, "reason": rejection.reason})
-    reply = result.reply
-    if not board and not result.not_understood:
-        reply += "\n\n(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
-    add_message(services, history_id, "assistant", reply, commands=board)
 
 
 # ---------------------------------------------------------------- operation board
@@ -330,6 +326,11 @@ def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules) 
             st.checkbox(command_summary(item), value=False, disabled=True, key=f"pick_{key}")
             st.markdown(f":red[{item.get('reason') or 'This is not a command ChatEdit knows.'}]")
             return False, None
+        if not rule.executable:
+            text = " ".join(str(p) for p in item["paras"] if not isinstance(p, list))
+            st.markdown(f":material/lightbulb: **Advice:** {text}")
+            st.caption("Advice only: shown, never run.")
+            return False, None
         paras = list(item["paras"])
         edited: list[Any] = []
         columns = st.columns(max(1, len(rule.paras)))
@@ -344,8 +345,6 @@ def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules) 
                              help=rule.description)
         if not ok:
             st.markdown(f":red[{outcome}]")
-        if not rule.executable:
-            st.caption("Advice only: shown, never run.")
         return picked and ok, candidate if ok else None
 
 

@@ -18,7 +18,12 @@ import streamlit as st
 from core.segmentation import SegmenterError, read_metadata
 from core.segmentation.label_maps import voc_palette
 from jobs.errors import JobNotFound
-from jobs.segmentation import SegmentationNotFound, SegmentationRecord, find_segmentation, load_segmentation
+from jobs.segmentation import (
+    SegmentationNotFound,
+    SegmentationRecord,
+    find_segmentation,
+    load_segmentation,
+)
 from jobs.services import Services
 
 SEGMENT_KIND = "segment"

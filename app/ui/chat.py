@@ -1,0 +1,189 @@
+"""The editor's chat: a request goes to the planner the person chose, the reply and its commands land in the history.
+
+Light planners answer in this process (``jobs.planning.plan_request``); the ``openai``
+planner streams its reply into the chat as the model writes it; a planner that loads a
+model (``local``) runs as a ``plan`` job on a worker while the page shows its progress.
+**Advise** asks the vision model for suggestions, which land on the Operation Board as
+advice (shown, never run) beside the commands that carry them out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import streamlit as st
+
+from core.planners import (
+    IN_WORKER,
+    ChatTurn,
+    PlannerUnavailable,
+    PlanResult,
+    detect_language,
+    make_planner,
+)
+from jobs.conversations import MessageRecord, add_message, messages
+from jobs.errors import JobNotFound
+from jobs.planning import PlanningFailed, plan_request, submit_plan
+from jobs.services import Services
+from jobs.user_settings import get_preferences
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+#: Session key of a `plan` job being watched: (job id, history id).
+PLAN_JOB = "plan_job"
+NO_COMMANDS = "(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
+
+
+def planner_name(services: Services) -> str:
+    return str(get_preferences(services).get("planner") or services.settings.planner)
+
+
+def board_items(result: PlanResult) -> list[dict[str, Any]]:
+    """A plan's commands as Operation Board rows: the valid ones, then each rejected item with its reason."""
+    board: list[dict[str, Any]] = [{**c.to_wire(), "valid": True, "reason": None} for c in result.commands]
+    for rejection in result.rejections:
+        item = rejection.item if isinstance(rejection.item, dict) else {"raw": rejection.item}
+        board.append({**item, "valid": False, "reason": rejection.reason})
+    return board
+
+
+def record_reply(services: Services, history_id: int, result: PlanResult) -> MessageRecord:
+    board = board_items(result)
+    reply = result.reply
+    if not board and not result.not_understood:
+        reply += "\n\n" + NO_COMMANDS
+    return add_message(services, history_id, "assistant", reply, commands=board)
+
+
+def record_failure(services: Services, history_id: int, sentence: str) -> MessageRecord:
+    return add_message(services, history_id, "assistant", f"I cannot plan this: {sentence}", commands=[])
+
+
+def turns(history: Sequence[MessageRecord]) -> list[ChatTurn]:
+    return [ChatTurn(m.role, m.content) for m in history if m.role in ("user", "assistant")]  # type: ignore[arg-type]
+
+
+def _unexpected(exc: Exception) -> str:
+    log.exception("the planner failed")
+    return f"the planner failed unexpectedly ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+
+
+def ask(services: Services, history_id: int, prompt: str, labels: list[str], box: Any) -> None:
+    """Send ``prompt`` to the person's planner; the reply (or a sentence saying why there is none) joins the chat."""
+    history = messages(services, history_id)
+    add_message(services, history_id, "user", prompt)
+    name = planner_name(services)
+    conversation = turns(history)
+    if name in IN_WORKER:
+        if name == "local" and not services.settings.local_llm:
+            record_failure(services, history_id, "the local planner needs a model: set CHATEDIT_LOCAL_LLM to an HF id "
+                                                 "or a local directory, or choose another planner in Settings.")
+            return
+        job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name)
+        st.session_state[PLAN_JOB] = (job_id, history_id)
+        return
+    if name == "openai":
+        _ask_streaming(services, history_id, prompt, labels, conversation, box)
+        return
+    try:
+        with st.spinner(f"Planning with {name}…"):
+            result = plan_request(services, prompt, labels=labels, conversation=conversation, planner=name)
+    except (PlanningFailed, PlannerUnavailable) as exc:
+        record_failure(services, history_id, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a person sees a sentence, the log has the traceback
+        record_failure(services, history_id, _unexpected(exc))
+    else:
+        record_reply(services, history_id, result)
+
+
+def _ask_streaming(services: Services, history_id: int, prompt: str, labels: list[str],
+                   conversation: list[ChatTurn], box: Any) -> None:
+    """The openai planner's reply, written into the chat as it arrives; the final result is what is kept."""
+    try:
+        planner = make_planner("openai", services.settings)
+    except PlannerUnavailable as exc:
+        record_failure(services, history_id, str(exc))
+        return
+    final: list[PlanResult] = []
+
+    def deltas() -> Iterator[str]:
+        for piece in planner.plan_stream(prompt, labels=labels, conversation=conversation):  # type: ignore[attr-defined]
+            if isinstance(piece, PlanResult):
+                final.append(piece)
+            elif piece:
+                yield piece
+
+    with box:
+        with st.chat_message("user"):
+            st.markdown(prompt)
+        with st.chat_message("assistant"):
+            try:
+                st.write_stream(deltas())
+            except PlannerUnavailable as exc:
+                record_failure(services, history_id, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - a person sees a sentence, the log has the traceback
+                record_failure(services, history_id, _unexpected(exc))
+                return
+    if not final:
+        record_failure(services, history_id, "the planner's answer ended before it was complete; try again.")
+        return
+    record_reply(services, history_id, final[0])
+
+
+@st.fragment(run_every=POLL_S)
+def plan_job_panel(job_id: int, history_id: int) -> None:
+    """A `plan` job on a worker: its progress and Cancel; when it ends, its reply (or why not) joins the chat."""
+    from app.ui.common import get_services
+
+    services = get_services()
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        st.session_state.pop(PLAN_JOB, None)
+        st.rerun(scope="app")
+    if job.terminal:
+        st.session_state.pop(PLAN_JOB, None)
+        planner = job.payload.get("planner", "the")
+        if job.status.value == "succeeded" and job.result:
+            record_reply(services, history_id, PlanResult.from_dict(job.result))
+        elif job.status.value == "cancelled":
+            record_failure(services, history_id, "planning was cancelled.")
+        else:
+            record_failure(services, history_id, job.error_message or f"the {planner} planner failed.")
+        st.rerun(scope="app")
+    if job.status.value == "queued":
+        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
+                 if job.lane in w.lanes]
+        text = f"Waiting for a worker to run the {job.payload.get('planner')} planner…" if alive else (
+            f"Planning is queued, but no worker serving the '{job.lane}' lane is alive: start one with "
+            "`chatedit serve` (or see the Status page).")
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(1.0, max(0.0, job.progress)),
+                    text=f"Planning… {job.progress:.0%} · {job.progress_message or 'running'}"
+                    + (" · stopping…" if job.cancel_requested else ""))
+    if st.button("Cancel", key=f"cancel_plan_{job_id}", disabled=job.cancel_requested):
+        services.queue.cancel(job_id)
+        st.rerun(scope="fragment")
+
+
+def advise_image(services: Services, history_id: int, image_png: bytes, labels: list[str]) -> None:
+    """The vision model's suggestions for the base image, as an assistant message whose rows include the advice."""
+    from core.planners.advice import AdviceImageError, advise
+
+    last_user = next((m.content for m in reversed(messages(services, history_id)) if m.role == "user"), "")
+    language = detect_language(last_user)
+    try:
+        with st.spinner(f"Asking {services.settings.vision_model} for advice…"):
+            result = advise(image_png, labels, services.settings, language)
+    except (PlannerUnavailable, AdviceImageError) as exc:
+        add_message(services, history_id, "assistant", f"I cannot give advice: {exc}", commands=[])
+        return
+    except Exception as exc:  # noqa: BLE001 - a person sees a sentence, the log has the traceback
+        add_message(services, history_id, "assistant", f"I cannot give advice: {_unexpected(exc)}", commands=[])
+        return
+    add_message(services, history_id, "assistant", result.reply or "Here are my suggestions.",
+                commands=board_items(result))

@@ -1,0 +1,173 @@
+"""The editor's chat with every planner kind: the openai planner streaming from a local OpenAI-compatible server,
+Advise with a vision model, the local planner as a `plan` job on a worker, and each failure as a sentence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.ui import chat
+from app.ui.samples import sample_png
+from core.settings import Settings
+from jobs.conversations import messages
+from jobs.histories import start_history
+from jobs.images import store_upload
+from jobs.queue import JobStatus
+from jobs.services import Services
+from jobs.user_settings import save_preferences
+from tests.conftest import running_worker
+from tests.openai_fake_server import (
+    FakeOpenAIServer,
+    Reply,
+    fake_openai_server,
+    server_error,
+)
+
+ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
+
+
+@pytest.fixture
+def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
+    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
+    return services
+
+
+@pytest.fixture
+def openai_env(app_env: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Services, FakeOpenAIServer]]:
+    with fake_openai_server() as server:
+        monkeypatch.setenv("CHATEDIT_OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("CHATEDIT_OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("CHATEDIT_OPENAI_MODEL", "fake-model")
+        monkeypatch.setenv("CHATEDIT_OPENAI_MAX_RETRIES", "0")
+        save_preferences(app_env, {"planner": "openai"})
+        yield app_env, server
+
+
+def _history(services: Services) -> int:
+    return start_history(services, store_upload(services, sample_png("Portrait")).id, title="Portrait").history_id
+
+
+def _app(history_id: int) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.query_params["history"] = str(history_id)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _picks(at: AppTest) -> list[str]:
+    return [c.label for c in at.checkbox if c.key.startswith("pick_") and not c.disabled]
+
+
+def test_the_openai_planner_streams_its_reply_and_its_commands_reach_the_board(
+        openai_env: tuple[Services, FakeOpenAIServer]) -> None:
+    services, server = openai_env
+    server.script.append(Reply(content=json.dumps({
+        "reply": "I will brighten the photo a little.",
+        "commands": [{"command": "adjust", "paras": ["brightness", 0.2, []]}]}), chunk_chars=5))
+    history_id = _history(services)
+    at = _app(history_id)
+    assert any("Planner: **openai**" in c.value for c in at.caption)
+    at.chat_input(key="chat_prompt").set_value("brighten it a bit").run()
+    assert not at.exception, at.exception
+    assert server.requests and server.requests[-1].body.get("stream") is True
+    assert server.requests[-1].messages[-1]["content"].endswith("brighten it a bit")
+    replies = [m for m in messages(services, history_id) if m.role == "assistant"]
+    assert replies[-1].content == "I will brighten the photo a little."
+    assert _picks(at) == ["**adjust “brightness” +0.2 on the whole image**"]
+
+
+def test_an_unreachable_or_failing_server_is_a_sentence_in_the_chat(
+        openai_env: tuple[Services, FakeOpenAIServer]) -> None:
+    services, server = openai_env
+    server.script.extend([server_error(503)] * 4)
+    history_id = _history(services)
+    at = _app(history_id)
+    at.chat_input(key="chat_prompt").set_value("make it warmer").run()
+    assert not at.exception, at.exception
+    last = messages(services, history_id)[-1]
+    assert last.role == "assistant" and last.content.startswith("I cannot plan this:") and not last.commands
+    assert "Traceback" not in last.content and _picks(at) == []
+
+
+def test_advise_puts_suggestions_on_the_board_as_advice_that_never_runs(
+        openai_env: tuple[Services, FakeOpenAIServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    services, server = openai_env
+    history_id = _history(services)
+    assert not any(b.key == "advise" for b in _app(history_id).button)  # no vision model, no button
+    monkeypatch.setenv("CHATEDIT_VISION_MODEL", "fake-vision")
+    server.script.append(Reply(content=json.dumps({
+        "reply": "Two ideas for this portrait.",
+        "advice": ["The face is a little dark; brighten it."],
+        "commands": [{"command": "adjust", "paras": ["brightness", 0.2, []]}]})))
+    at = _app(history_id)
+    at.button(key="advise").click().run()
+    assert not at.exception, at.exception
+    sent = server.requests[-1]
+    assert sent.body["model"] == "fake-vision"
+    assert any(part.get("type") == "image_url" for part in sent.messages[-1]["content"])
+    assert any("**Advice:** The face is a little dark; brighten it." in m.value for m in at.markdown)
+    assert _picks(at) == ["**adjust “brightness” +0.2 on the whole image**"]  # the advice itself is not pickable
+    at.button(key="run_all").click().run()
+    payload = services.queue.get(at.session_state["job_id"]).payload
+    assert [c["command"] for c in payload["commands"]] == ["adjust"]
+
+
+def test_the_local_planner_runs_as_a_plan_job_with_progress_and_its_failure_is_a_sentence(
+        app_env: Services, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    services = app_env
+    save_preferences(services, {"planner": "local"})
+    history_id = _history(services)
+    at = _app(history_id)
+    at.chat_input(key="chat_prompt").set_value("make it brighter").run()
+    last = messages(services, history_id)[-1]
+    assert "CHATEDIT_LOCAL_LLM" in last.content and services.queue.list(kind="plan") == []
+
+    monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "no-model-here"))
+    at = _app(history_id)
+    at.chat_input(key="chat_prompt").set_value("make it warmer").run()
+    (job,) = services.queue.list(kind="plan")
+    assert job.payload["planner"] == "local" and job.payload["request"] == "make it warmer"
+    assert "no worker serving the 'interactive' lane is alive" in at.get("progress")[0].proto.text
+    assert at.chat_input(key="chat_prompt").disabled
+    worker_services = Services.from_settings(settings.model_copy(update={"local_llm": str(tmp_path / "no-model-here")}))
+    try:
+        with running_worker(worker_services, lanes=["interactive"]):
+            assert services.queue.wait(job.id, timeout_s=120).status is JobStatus.FAILED
+    finally:
+        worker_services.close()
+    at.run()
+    assert not at.exception, at.exception
+    last = messages(services, history_id)[-1]
+    assert last.role == "assistant" and last.content.startswith("I cannot plan this:") and "local" in last.content
+    assert not at.get("progress") and not at.chat_input(key="chat_prompt").disabled
+
+
+def test_a_plan_job_can_be_cancelled(app_env: Services, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    services = app_env
+    save_preferences(services, {"planner": "local"})
+    monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "model"))
+    history_id = _history(services)
+    at = _app(history_id)
+    at.chat_input(key="chat_prompt").set_value("make it warmer").run()
+    (job,) = services.queue.list(kind="plan")
+    at.button(key=f"cancel_plan_{job.id}").click().run()
+    assert services.queue.get(job.id).status is JobStatus.CANCELLED
+    at.run()
+    assert messages(services, history_id)[-1].content == "I cannot plan this: planning was cancelled."
+
+
+def test_board_items_keep_rejections_with_their_reasons() -> None:
+    from core.commands import Rejection
+    from core.planners import PlanResult
+
+    result = PlanResult.from_dict({"reply": "ok", "commands": [{"command": "blur", "paras": [[], 3.0]}]})
+    result.rejections.append(Rejection(1, "paint it", "This item is not a command object."))
+    items = chat.board_items(result)
+    assert items[0]["valid"] and items[1] == {"raw": "paint it", "valid": False,
+                                              "reason": "This item is not a command object."}
