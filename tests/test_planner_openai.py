@@ -19,9 +19,20 @@ from click.testing import CliRunner
 
 from core.planners import ChatTurn, PlannerUnavailable, PlanResult, make_planner
 from core.planners.messages import LABELS_ANSWER, LABELS_QUESTION
-from core.planners.openai_planner import OpenAIPlanner, PlanningError, ReplyPreview, api_schema
+from core.planners.openai_planner import (
+    OpenAIPlanner,
+    PlanningError,
+    ReplyPreview,
+    api_schema,
+)
 from core.settings import Settings
-from tests.openai_fake_server import FakeOpenAIServer, Received, Reply, rate_limited, server_error
+from tests.openai_fake_server import (
+    FakeOpenAIServer,
+    Received,
+    Reply,
+    rate_limited,
+    server_error,
+)
 
 LABELS = ["Background", "Hair", "Upper-clothes", "Face"]
 WHITE_SHIRT = {"command": "recolor", "paras": [["Upper-clothes"], "white"]}

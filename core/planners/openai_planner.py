@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 
-from core.planners.base import ChatTurn, Language, PlannerUnavailable, PlanResult, detect_language
+from core.planners.base import (
+    ChatTurn,
+    Language,
+    PlannerUnavailable,
+    PlanResult,
+    detect_language,
+)
 from core.planners.messages import build_messages
 from core.planners.safety import clip_conversation, refuse_overlong, result_from_reply
 from core.prompting import json_schema
