@@ -75,7 +75,7 @@ _TEXT = {
         "labels": "The parts of this image (the only allowed targets): {labels}.",
         "selection": "'{sel}' is the region the person selected with clicks or the brush.",
         "commands": "Commands (paras are positional):",
-        "format": ("Reply with a JSON array of objects {{\"command\": NAME, \"paras\": [...]}} and nothing else "
+        "format": ("Reply with a JSON array of objects {\"command\": NAME, \"paras\": [...]} and nothing else "
                    "is required; prose around it is ignored. Write prompts in English. Use only the commands and "
                    "targets above; if the request cannot be done with them, reply with an 'advice' command "
                    "explaining why."),
@@ -86,7 +86,7 @@ _TEXT = {
         "labels": "这张图片的部分（唯一允许的目标）：{labels}。",
         "selection": "'{sel}' 是用户用点击或画笔选中的区域。",
         "commands": "命令（paras 按位置给出）：",
-        "format": ("请回复一个 JSON 数组，每项为 {{\"command\": 命令名, \"paras\": [...]}}；数组外的文字会被忽略。"
+        "format": ("请回复一个 JSON 数组，每项为 {\"command\": 命令名, \"paras\": [...]}；数组外的文字会被忽略。"
                    "提示词用英文书写。只使用上面的命令和目标；如果无法用它们完成要求，请用 'advice' 命令说明原因。"),
         "example": "示例：",
     },

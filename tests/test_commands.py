@@ -180,3 +180,11 @@ def test_the_seed_dataset_is_judged_item_by_item() -> None:
     assert fenced == 4 and unparsable == 0, "the fenced outputs (plain json.loads fails on them) are extracted"
     assert valid > 4000 and rejected > 0
     assert any("no 'Skin'" in r or "no 'Makeup'" in r for r in reasons), reasons
+
+
+def test_system_prompt_shows_the_format_with_single_braces() -> None:
+    from core.prompting import system_prompt
+
+    for language in ("en", "zh"):
+        text = system_prompt(["Background"], language)
+        assert '{"command": ' in text and "{{" not in text
