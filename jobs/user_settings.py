@@ -15,6 +15,8 @@ from core.planners import PLANNERS
 from db.models import LOCAL_USER_ID, User
 from jobs.services import Services
 
+LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH = -2.0, 2.0
+MAX_LORAS = 8
 SCHEDULERS = ("DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a", "DDIM", "PNDM", "UniPC", "LMS")
 
 
@@ -26,7 +28,7 @@ class InvalidPreferences(ValueError):
 class Preference:
     key: str
     label: str
-    kind: str  # "float", "int", "bool", "choice"
+    kind: str  # "float", "int", "bool", "choice", "loras"
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
@@ -45,6 +47,8 @@ PREFERENCES: tuple[Preference, ...] = (
                help="Use ControlNet canny guidance so regenerated parts keep their outlines."),
     Preference("mask_blur", "Mask blur (px)", "int", 0, 64, help="Softens the edge of the edited region."),
     Preference("planner", "Planner", "choice", choices=PLANNERS, help="Which planner turns your words into commands."),
+    Preference("loras", "LoRA adapters", "loras", LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH,
+               help="LoRA adapters (files in CHATEDIT_LORA_DIR) applied to generative edits, each with a weight."),
 )
 BY_KEY = {p.key: p for p in PREFERENCES}
 #: Preferences that are not edit parameters (they choose a backend instead).
@@ -61,6 +65,12 @@ def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"there is no setting called {key!r}")
             continue
         if value is None:
+            continue
+        if pref.kind == "loras":
+            loras, lora_problems = _clean_loras(value)
+            problems.extend(lora_problems)
+            if loras:
+                clean[key] = loras
             continue
         if pref.kind == "bool":
             if not isinstance(value, bool):
@@ -87,6 +97,33 @@ def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise InvalidPreferences("These settings cannot be saved: " + "; ".join(problems) + ".")
     return clean
+
+
+def _clean_loras(value: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """``[{"name": file name, "weight": number}]``: plain file names (never a path), each once, weights in range."""
+    if not isinstance(value, list):
+        return [], [f"LoRA adapters are a list of {{name, weight}}, not {value!r}"]
+    if len(value) > MAX_LORAS:
+        return [], [f"at most {MAX_LORAS} LoRA adapters can be used at once, not {len(value)}"]
+    clean: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for entry in value:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        weight = entry.get("weight") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.endswith(".safetensors") or "/" in name or "\\" in name \
+                or name.startswith("."):
+            problems.append(f"a LoRA adapter is named by its .safetensors file name, not {name!r}")
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or not LORA_WEIGHT_LOW <= weight <= LORA_WEIGHT_HIGH:
+            problems.append(f"the weight of LoRA {name} must be a number between {LORA_WEIGHT_LOW:g} and "
+                            f"{LORA_WEIGHT_HIGH:g}, not {weight!r}")
+            continue
+        if any(c["name"] == name for c in clean):
+            problems.append(f"LoRA {name} is listed twice")
+            continue
+        clean.append({"name": name, "weight": float(weight)})
+    return clean, problems
 
 
 def get_preferences(services: Services, user_id: int = LOCAL_USER_ID) -> dict[str, Any]:

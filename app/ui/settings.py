@@ -6,13 +6,64 @@ command > these > template > defaults.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from app.ui.common import get_services
+from core.editing import GENERATIVE_SETTINGS
 from core.rules import load_rules
-from jobs.user_settings import PREFERENCES, InvalidPreferences, get_preferences, save_preferences
+from core.settings import Settings
+from jobs.user_settings import (
+    LORA_WEIGHT_HIGH,
+    LORA_WEIGHT_LOW,
+    MAX_LORAS,
+    PREFERENCES,
+    InvalidPreferences,
+    get_preferences,
+    save_preferences,
+)
+
+#: What each planner is, in one sentence.
+PLANNER_ABOUT = {
+    "rules": "Offline rule parser for English and Chinese: no key, no network, always available.",
+    "openai": "Any OpenAI-compatible chat API (OpenAI, vLLM, Ollama, llama.cpp server); replies stream into the chat.",
+    "local": "A local transformers model (with an optional LoRA adapter), run by a worker that keeps it loaded.",
+}
+
+
+def planner_problem(name: str, settings: Settings) -> str | None:
+    """Why a planner cannot answer in this installation, or None when it can."""
+    if name == "openai" and not settings.openai_model:
+        return ("not configured: set CHATEDIT_OPENAI_MODEL (and CHATEDIT_OPENAI_BASE_URL / CHATEDIT_OPENAI_API_KEY "
+                "for a server other than OpenAI's) to use it.")
+    if name == "local" and not settings.local_llm:
+        return "not configured: set CHATEDIT_LOCAL_LLM to an HF id or a local model directory to use it."
+    return None
+
+
+def editor_rows(settings: Settings) -> list[dict[str, str]]:
+    """Which editing backend runs each kind of command here, and what enables the missing ones."""
+    rows = [{"commands": "adjust, recolor, blur, remove (fallback)", "backend": "classical (OpenCV)",
+             "available": "yes", "note": "Exact edits on the CPU; always available."}]
+    by_setting: dict[str, list[str]] = {}
+    for command, variable in GENERATIVE_SETTINGS.items():
+        by_setting.setdefault(variable, []).append(command)
+    for variable, commands in by_setting.items():
+        value = getattr(settings, variable.removeprefix("CHATEDIT_").lower(), None)
+        rows.append({"commands": ", ".join(commands), "backend": str(value) if value else "none",
+                     "available": "yes" if value else "no",
+                     "note": f"Set by {variable}." if value else f"Not configured: set {variable} to enable it."})
+    return rows
+
+
+def available_loras(settings: Settings) -> list[str]:
+    """The ``*.safetensors`` files in CHATEDIT_LORA_DIR, by name (empty when the folder is not set or missing)."""
+    folder = settings.lora_dir
+    if folder is None or not Path(folder).is_dir():
+        return []
+    return sorted(p.name for p in Path(folder).glob("*.safetensors") if p.is_file())
 
 
 def render() -> None:
@@ -27,9 +78,13 @@ def render() -> None:
     if notice:
         st.success(notice)
 
+    _backends(services.settings, stored)
+
     with st.form("preferences"):
         values: dict[str, Any] = {}
         for pref in PREFERENCES:
+            if pref.kind == "loras":
+                continue
             builtin = services.settings.planner if pref.key == "planner" else defaults.get(pref.key)
             use = st.checkbox(f"Set my own **{pref.label}** (built-in: {builtin})", value=pref.key in stored,
                               key=f"use_{pref.key}")
@@ -50,6 +105,9 @@ def render() -> None:
                                         help=f"{pref.help} From {pref.low:g} to {pref.high:g}.")
             if use:
                 values[pref.key] = value
+        loras = _lora_inputs(services.settings, stored.get("loras") or [])
+        if loras:
+            values["loras"] = loras
         saved = st.form_submit_button("Save settings", type="primary")
     if saved:
         try:
@@ -58,13 +116,64 @@ def render() -> None:
             st.error(str(exc) + " Nothing was changed.")
         else:
             st.session_state["settings_notice"] = (
-                "Saved: " + ", ".join(f"{k} = {v}" for k, v in clean.items()) if clean
+                "Saved: " + ", ".join(f"{k} = {_shown(v)}" for k, v in clean.items()) if clean
                 else "Saved: every setting uses its built-in default.")
             st.rerun()
     if stored and st.button("Reset all to built-in defaults", key="reset_preferences"):
         save_preferences(services, {})
-        for pref in PREFERENCES:
-            st.session_state.pop(f"use_{pref.key}", None)
-            st.session_state.pop(f"pref_{pref.key}", None)
+        for key in [k for k in st.session_state if str(k).startswith(("use_", "pref_", "lora_"))]:
+            st.session_state.pop(key, None)
         st.session_state["settings_notice"] = "Saved: every setting uses its built-in default."
         st.rerun()
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(f"{item['name']} × {item['weight']:g}" for item in value)
+    return str(value)
+
+
+def _backends(settings: Settings, stored: dict[str, Any]) -> None:
+    with st.expander("Backends in this installation", expanded=True):
+        st.markdown("**Planner** — who turns your words into commands (choose yours below):")
+        chosen = stored.get("planner") or settings.planner
+        for name, about in PLANNER_ABOUT.items():
+            problem = planner_problem(name, settings)
+            mark = ":material/check_circle:" if problem is None else ":material/block:"
+            text = f"{mark} **{name}**{' (yours)' if name == chosen else ''} — {about}"
+            st.markdown(text + (f" :orange[{problem[0].upper() + problem[1:]}]" if problem else ""))
+        if planner_problem(chosen, settings):
+            st.warning(f"Your planner, {chosen}, is {planner_problem(chosen, settings)} Until then the chat answers "
+                       "with this sentence; choose another planner below to chat now.")
+        st.markdown("**Editor** — who runs the commands:")
+        st.table(editor_rows(settings))
+        if settings.vision_model:
+            st.caption(f"Advice (the editor's **Advise** button): {settings.vision_model}.")
+        else:
+            st.caption("Advice is off: set CHATEDIT_VISION_MODEL to a vision chat model to get the **Advise** button.")
+
+
+def _lora_inputs(settings: Settings, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """LoRA adapters from CHATEDIT_LORA_DIR with a weight each (inside the form)."""
+    st.markdown("**LoRA adapters** (generative edits only)")
+    found = available_loras(settings)
+    weights = {item["name"]: item["weight"] for item in stored}
+    missing = [name for name in weights if name not in found]
+    if settings.lora_dir is None:
+        st.caption("No LoRA folder: set CHATEDIT_LORA_DIR to a folder of .safetensors adapters to choose them here.")
+    elif not found:
+        st.caption(f"There are no .safetensors files in {settings.lora_dir}.")
+    if missing:
+        st.warning(f"Not in the LoRA folder any more, so dropped when you save: {', '.join(missing)}.")
+    if not found:
+        return []
+    loras: list[dict[str, Any]] = []
+    for name in found:
+        use_col, weight_col = st.columns([2, 3])
+        use = use_col.checkbox(f"Use **{name}**", value=name in weights, key=f"lora_use_{name}")
+        weight = weight_col.slider(f"Weight of {name}", LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH,
+                                   float(weights.get(name, 0.8)), step=0.05, key=f"lora_weight_{name}",
+                                   help="Applied to every generative edit you run while it is ticked.")
+        if use:
+            loras.append({"name": name, "weight": weight})
+    return loras  # more than MAX_LORAS is refused with a sentence when saving
