@@ -50,14 +50,21 @@ def open_history(history_id: int) -> None:
     st.session_state["open_history"] = history_id
 
 
-def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
+def start_from_upload(services: Services, data: bytes, title: str) -> int | str:
+    """A new history from uploaded bytes: its id, or the sentence saying why the file was refused (nothing stored)."""
     try:
         stored = store_upload(services, data)
     except ImageRejected as exc:
-        st.session_state["upload_error"] = str(exc)
+        return f"{exc} Nothing was stored, and the open history (if any) is unchanged."
+    return start_history(services, stored.id, title=title.strip()[:200] or "Upload").history_id
+
+
+def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
+    started = start_from_upload(services, data, title)
+    if isinstance(started, str):
+        st.session_state["upload_error"] = started
         return
-    started = start_history(services, stored.id, title=title)
-    open_history(started.history_id)
+    open_history(started)
 
 
 def _new_edit_sidebar(services: Services) -> None:

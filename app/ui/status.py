@@ -7,8 +7,9 @@ from datetime import timedelta
 import streamlit as st
 
 from app.ui.common import get_services, when
-from core.editing import GENERATIVE_SETTINGS
-from core.settings import LANES
+from app.ui.settings import PLANNER_ABOUT, editor_rows, planner_problem
+from core.segmentation import SegmenterError, read_metadata
+from core.settings import LANES, Settings
 from db.migrate import current_revision
 from db.types import utcnow
 from jobs.services import Services
@@ -75,24 +76,39 @@ def _live(services: Services) -> None:
 def _backends(services: Services) -> None:
     st.subheader("Backends")
     settings = services.settings
-    rows = [{"part": "planner", "backend": settings.planner, "usable": "yes",
-             "note": "Offline rule parser (English and Chinese); no key or network needed."}]
-    if settings.segmenter is None:
-        rows.append({"part": "segmenter", "backend": "none", "usable": "—",
-                     "note": "Not configured: select with the brush or a click. Set CHATEDIT_SEGMENTER to an ONNX "
-                             "model made by `chatedit models export-segmenter` to find parts automatically."})
-    else:
-        exists = settings.segmenter.exists()
-        rows.append({"part": "segmenter", "backend": str(settings.segmenter), "usable": "yes" if exists else "no",
-                     "note": "ONNX model, run by the workers." if exists
-                     else "CHATEDIT_SEGMENTER names a file that does not exist on this machine."})
+    rows = []
+    for name, about in PLANNER_ABOUT.items():
+        problem = planner_problem(name, settings)
+        default = " (default)" if name == settings.planner else ""
+        rows.append({"part": "planner", "backend": name + default, "usable": "yes" if problem is None else "no",
+                     "note": about if problem is None else problem[0].upper() + problem[1:]})
+    rows.append(segmenter_row(settings))
+    rows.append({"part": "advice", "backend": settings.vision_model or "none",
+                 "usable": "yes" if settings.vision_model else "—",
+                 "note": "Vision model behind the editor's Advise button." if settings.vision_model
+                 else "Not configured: set CHATEDIT_VISION_MODEL to a vision chat model for the Advise button."})
     rows.append({"part": "editor", "backend": "classical", "usable": "yes",
                  "note": "Exact edits (adjust, recolor, blur, …) with OpenCV; always available."})
-    by_setting: dict[str, list[str]] = {}
-    for command, variable in GENERATIVE_SETTINGS.items():
-        by_setting.setdefault(variable, []).append(command)
-    for variable, commands in by_setting.items():
-        rows.append({"part": "editor (generative)", "backend": "none", "usable": "—",
-                     "note": f"{', '.join(commands)}: not available in this installation; such a command fails "
-                             f"its job saying it needs {variable}."})
+    for row in editor_rows(settings)[1:]:
+        rows.append({"part": "editor (generative)", "backend": row["backend"], "usable": row["available"],
+                     "note": f"{row['commands']}: " + (row["note"] if row["available"] == "yes" else
+                             f"not available in this installation; such a command fails its job saying so. "
+                             f"{row['note']}")})
     st.table(rows)
+
+
+def segmenter_row(settings: Settings) -> dict[str, str]:
+    """Is a segmenter configured, does its file exist, and which model is it."""
+    if settings.segmenter is None:
+        return {"part": "segmenter", "backend": "none", "usable": "—",
+                "note": "Not configured: select with the brush or a click. Set CHATEDIT_SEGMENTER to an ONNX "
+                        "model made by `chatedit models export-segmenter` to find parts automatically."}
+    if not settings.segmenter.exists():
+        return {"part": "segmenter", "backend": str(settings.segmenter), "usable": "no",
+                "note": "CHATEDIT_SEGMENTER names a file that does not exist on this machine."}
+    try:
+        meta = read_metadata(settings.segmenter)
+    except SegmenterError as exc:
+        return {"part": "segmenter", "backend": str(settings.segmenter), "usable": "no", "note": str(exc)}
+    return {"part": "segmenter", "backend": str(settings.segmenter), "usable": "yes",
+            "note": f"Model {meta.model_id} ({len(meta.label_names)} labels), run by the workers with ONNX Runtime."}
