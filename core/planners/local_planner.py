@@ -1,0 +1,195 @@
+"""The local planner: a transformers chat model (+ optional LoRA adapter) writing commands under a grammar.
+
+It runs in a worker (``IN_WORKER``), which keeps one instance and so one loaded model.
+The model sees the same messages as every LLM planner (``core.planners.messages``)
+through its own chat template; its answer is decoded under the command grammar
+(``core.planners.constrained``), so it is a valid command array by construction, and is
+still put through the validator, because only the contract decides. The reply for the
+person describes the commands (``core.describe``); the model writes only the array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.commands import CommandsNotFound, extract_commands, validate
+from core.describe import describe
+from core.planners.base import ChatTurn, Language, NotUnderstood, PlannerUnavailable, PlanResult, detect_language
+from core.planners.constrained import EXTRA, CommandGrammar, GrammarConstraint, command_grammar, complete_prefix
+from core.planners.messages import build_messages
+from core.rules import Rules, load_rules
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+#: Enough for a handful of commands with prompts of a sentence each.
+DEFAULT_MAX_NEW_TOKENS = 512
+DEFAULT_MAX_COMMANDS = 8
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One raw answer: the text, how many tokens it took, and whether the budget ran out first."""
+
+    text: str
+    tokens: int
+    truncated: bool
+
+
+class LocalPlanner:
+    """A local chat model that plans; built once per worker by :meth:`from_settings`."""
+
+    name = "local"
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str = "", adapter: str | None = None,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_commands: int = DEFAULT_MAX_COMMANDS,
+                 max_text_chars: int | None = None, rules: Rules | None = None) -> None:
+        if tokenizer.chat_template is None:
+            raise PlannerUnavailable(f"The local model {model_id or 'given'} has no chat template, so it cannot chat.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.adapter = adapter
+        self.max_new_tokens = max_new_tokens
+        self.max_commands = max_commands
+        self.rules = rules or load_rules()
+        self.max_text_chars = max_text_chars or self.rules.text_max_length
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # batched generation continues every row from its end
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self._constraint: GrammarConstraint | None = None
+
+    # 1. loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalPlanner:
+        if not settings.local_llm:
+            raise PlannerUnavailable("The local planner needs a model: set CHATEDIT_LOCAL_LLM to a Hugging Face id "
+                                     "or a local model directory.")
+        return cls.load(settings.local_llm, settings.local_llm_adapter)
+
+    @classmethod
+    def load(cls, model_id: str, adapter: str | None = None, **options: Any) -> LocalPlanner:
+        """Model and tokenizer from ``model_id`` (fp32 on CPU, bf16/fp16 on CUDA), with the LoRA adapter merged in."""
+        try:
+            import llguidance  # noqa: F401 - fail here, with the extra to install, not at the first request
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ModuleNotFoundError as exc:
+            raise PlannerUnavailable(f"The local planner needs {exc.name}; install it with "
+                                     f"pip install 'chatedit[{EXTRA}]'.") from None
+        if torch.cuda.is_available():
+            device, dtype = "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            device, dtype = "cpu", torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
+                                     f"{str(exc).splitlines()[0]}") from None
+        if adapter:
+            try:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            except (OSError, ValueError) as exc:
+                raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM_ADAPTER={adapter!r}: "
+                                         f"{str(exc).splitlines()[0]}") from None
+        model.to(device).eval()
+        return cls(model, tokenizer, model_id=model_id, adapter=adapter, **options)
+
+    @property
+    def constraint(self) -> GrammarConstraint:
+        if self._constraint is None:
+            n_vocab = max(int(self.model.config.get_text_config().vocab_size), len(self.tokenizer))
+            self._constraint = GrammarConstraint(self.tokenizer, n_vocab, self.eos_token_id)
+        return self._constraint
+
+    def grammar(self, labels: Sequence[str]) -> CommandGrammar:
+        return command_grammar(labels, self.rules, max_commands=self.max_commands, max_text_chars=self.max_text_chars)
+
+    # 2. generation ------------------------------------------------------------------------------
+    def prompt(self, request: str, labels: Sequence[str], conversation: Sequence[ChatTurn] = (),
+               language: Language | None = None) -> str:
+        messages = build_messages(request, labels, conversation, language=language, rules=self.rules)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, prompts: Sequence[str], labels: Sequence[str], *, constrained: bool = True,
+                 max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+                 do_sample: bool = False) -> list[Generation]:
+        """Answers to chat-formatted ``prompts`` in one batch, under the grammar unless ``constrained`` is off.
+
+        Planning is greedy (the same request gets the same commands); tests and the
+        benchmark sample, to walk many paths through the grammar.
+        """
+        import torch
+
+        budget = max_new_tokens or self.max_new_tokens
+        inputs = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(self.model.device)
+        processors = []
+        if constrained:
+            processors.append(self.constraint.processor(self.grammar(labels), len(prompts), budget))
+        sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, logits_processor=processors, max_new_tokens=budget,
+                                         min_new_tokens=min_new_tokens, **sampling,
+                                         eos_token_id=self.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
+        answers = []
+        for row in output[:, inputs["input_ids"].shape[1]:].tolist():
+            tokens = [t for t in row if t not in (self.eos_token_id, self.tokenizer.pad_token_id)]
+            ended = len(tokens) < len(row) and row[len(tokens)] == self.eos_token_id
+            answers.append(Generation(self.tokenizer.decode(tokens, skip_special_tokens=True), len(tokens),
+                                      truncated=not ended and len(tokens) >= budget))
+        return answers
+
+    # 3. planning --------------------------------------------------------------------------------
+    def plan(self, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = ()) -> PlanResult:
+        return self.plan_many([request], labels=labels, conversations=[conversation])[0]
+
+    def plan_many(self, requests: Sequence[str], *, labels: Sequence[str],
+                  conversations: Sequence[Sequence[ChatTurn]] | None = None) -> list[PlanResult]:
+        """Plans for several requests on one image, generated as one batch."""
+        conversations = conversations or [()] * len(requests)
+        languages = [detect_language(r) for r in requests]
+        prompts = [self.prompt(r, labels, c, lang) for r, c, lang in zip(requests, conversations, languages, strict=True)]
+        generations = self.generate(prompts, labels)
+        return [self._result(g, labels, lang) for g, lang in zip(generations, languages, strict=True)]
+
+    def _result(self, generation: Generation, labels: Sequence[str], language: Language) -> PlanResult:
+        text, cut = complete_prefix(generation.text) if generation.truncated else (generation.text, False)
+        not_understood = []
+        if cut:
+            not_understood.append(NotUnderstood(generation.text[-80:], _say(
+                language, f"The model's answer ran past {generation.tokens} tokens; only its finished commands are kept.",
+                f"模型的回答超过了 {generation.tokens} 个 token；只保留了完整的命令。")))
+        try:
+            items = extract_commands(text)
+        except CommandsNotFound as exc:
+            items = []
+            not_understood.append(NotUnderstood(text[:80], str(exc)))
+        outcome = validate(items, labels, self.rules)
+        result = PlanResult(reply="", commands=outcome.commands, rejections=outcome.rejections,
+                            not_understood=not_understood, language=language)
+        result.reply = _reply(result, language)
+        return result
+
+
+def _say(language: Language, en: str, zh: str) -> str:
+    return zh if language == "zh" else en
+
+
+def _reply(result: PlanResult, language: Language) -> str:
+    lines = []
+    if result.commands:
+        lines.append(_say(language, "Here is what I will do:", "我会这样修改："))
+        lines.extend(f"- {describe(c.to_wire(), language)}" for c in result.commands)
+    lines.extend(n.reason for n in result.not_understood)
+    lines.extend(r.reason for r in result.rejections)
+    return "\n".join(lines) or _say(language, "I found nothing to change.", "我没有找到要修改的内容。")
+
+
+__all__ = ["Generation", "LocalPlanner"]
