@@ -41,8 +41,8 @@ from core.rules import Rules, load_rules
 if TYPE_CHECKING:
     import torch
 
-#: Install hint when the grammar engine is missing.
-EXTRA = "llm"
+#: How to get the grammar engine (a base dependency of chatedit) when it is missing.
+INSTALL_HINT = "pip install 'llguidance>=1.9' (a dependency of chatedit)"
 #: Characters a text may not start with: JSON-forbidden, quote, backslash, and what str.strip() removes.
 _BLANK = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _TEXT_CHAR = r'([^"\\\x00-\x1f\x7f]|\\["\\\/nt])'
@@ -57,7 +57,7 @@ class GrammarEngineMissing(RuntimeError):
     """llguidance is not installed."""
 
     def __init__(self) -> None:
-        super().__init__(f"Constrained decoding needs llguidance; install it with pip install 'chatedit[{EXTRA}]'.")
+        super().__init__(f"Constrained decoding needs llguidance; install it with {INSTALL_HINT}.")
 
 
 @dataclass(frozen=True)

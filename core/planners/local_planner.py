@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.commands import CommandsNotFound, extract_commands, validate
 from core.describe import describe
 from core.planners.base import ChatTurn, Language, NotUnderstood, PlannerUnavailable, PlanResult, detect_language
-from core.planners.constrained import EXTRA, CommandGrammar, GrammarConstraint, command_grammar, complete_prefix
+from core.planners.constrained import INSTALL_HINT, CommandGrammar, GrammarConstraint, command_grammar, complete_prefix
 from core.planners.messages import build_messages
 from core.rules import Rules, load_rules
 
@@ -78,8 +78,8 @@ class LocalPlanner:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ModuleNotFoundError as exc:
-            raise PlannerUnavailable(f"The local planner needs {exc.name}; install it with "
-                                     f"pip install 'chatedit[{EXTRA}]'.") from None
+            hint = INSTALL_HINT if exc.name == "llguidance" else f"pip install {exc.name}"
+            raise PlannerUnavailable(f"The local planner needs {exc.name}; install it with {hint}.") from None
         if torch.cuda.is_available():
             device, dtype = "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
