@@ -1,8 +1,9 @@
-"""Running validated commands on an image: which backend runs a command, and the classical runs.
+"""Running validated commands on an image: which backend runs a command, the classical runs and the generative ones.
 
 The classical editor is exact and CPU-only; it runs ``recolor``, ``adjust``, ``blur``
 and ``remove`` (Telea inpainting, the fallback of the generative ``remove``). The
-other commands need a generative backend; with none configured they fail before any
+other commands need a generative backend: the diffusers model their setting names,
+or the OpenAI image-edit fallback. With neither configured they fail before any
 work, with a sentence naming the setting that enables one (DESIGN: "what a backend
 cannot do is said, not faked").
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,11 @@ from core.colors import parse_color
 from core.commands import Command
 from core.masks import build_mask
 from core.rules import Rules, load_rules
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.generative.executors import GenerativeRun, StepHooks
+    from core.generative.registry import PipelineRegistry
 
 #: The setting that gives each generative command a backend (issue 6's model registry).
 GENERATIVE_SETTINGS: dict[str, str] = {
@@ -72,6 +78,8 @@ class CommandRun:
     notes: list[str] = field(default_factory=list)
     mask_s: float = 0.0
     op_s: float = 0.0
+    #: For a generative run: its model, seed, scheduler, LoRAs and timings (the recipe's ``generation``).
+    generation: dict[str, Any] | None = None
 
 
 def classical_backend_for(command: Command, rules: Rules | None = None) -> bool:
@@ -80,12 +88,107 @@ def classical_backend_for(command: Command, rules: Rules | None = None) -> bool:
     return not rule.generative or rule.classical_fallback
 
 
-def check_runnable(commands: Sequence[Command], rules: Rules | None = None) -> None:
-    """Raise :class:`NeedsGenerativeBackend` for the first command no configured backend can run."""
+def openai_fallback_configured(settings: Settings | None) -> bool:
+    """The OpenAI image-edit fallback is on when its model is named (the key may come from OPENAI_API_KEY)."""
+    return settings is not None and bool(settings.openai_image_model)
+
+
+def local_model_configured(command: Command, settings: Settings | None) -> bool:
+    """True when the diffusers model this generative command needs is configured."""
+    setting = GENERATIVE_SETTINGS.get(command.command)
+    if settings is None or setting is None:
+        return False
+    return bool(getattr(settings, setting.removeprefix("CHATEDIT_").lower(), None))
+
+
+def runs_generatively(command: Command, settings: Settings | None, rules: Rules | None = None) -> bool:
+    """Whether this command goes to a generative backend (else the classical editor runs it)."""
+    rule = (rules or load_rules()).commands[command.command]
+    return rule.generative and (local_model_configured(command, settings) or openai_fallback_configured(settings))
+
+
+def check_runnable(commands: Sequence[Command], rules: Rules | None = None, settings: Settings | None = None) -> None:
+    """Raise :class:`NeedsGenerativeBackend` for the first command no configured backend can run.
+
+    Without ``settings`` only the classical editor counts as configured.
+    """
     rules = rules or load_rules()
     for command in commands:
-        if not classical_backend_for(command, rules):
+        if not classical_backend_for(command, rules) and not runs_generatively(command, settings, rules):
             raise NeedsGenerativeBackend(command.command, GENERATIVE_SETTINGS.get(command.command, "a generative model"))
+
+
+def run_generative(image: np.ndarray, command: Command, regions: Regions, params: dict[str, Any], *,
+                   settings: Settings, registry: PipelineRegistry | None = None, hooks: StepHooks | None = None,
+                   rules: Rules | None = None) -> CommandRun:
+    """Run one generative command: on the local diffusers model when configured, else (or when it fails
+    for a reason other than a stop) on the OpenAI image-edit fallback when that is configured."""
+    from core.generative.errors import GenerationFailed
+
+    rules = rules or load_rules()
+    started = time.perf_counter()
+    mask = _generative_mask(command, regions, rules)
+    masked = time.perf_counter()
+    notes: list[str] = []
+    if local_model_configured(command, settings):
+        from core.generative.registry import shared_registry
+
+        try:
+            run = _run_local(image, command, mask, params, registry or shared_registry(settings), settings, hooks)
+        except GenerationFailed as exc:
+            if not openai_fallback_configured(settings):
+                raise
+            notes.append(f"The local model failed ({exc}); the OpenAI image edit was used instead.")
+            run = _run_openai(image, command, mask, params, settings, hooks)
+    else:
+        run = _run_openai(image, command, mask, params, settings, hooks)
+    return CommandRun(run.image, notes + run.notes, mask_s=masked - started, op_s=time.perf_counter() - masked,
+                      generation={"command": command.command, **run.record()})
+
+
+def _generative_mask(command: Command, regions: Regions, rules: Rules) -> np.ndarray | None:
+    """The region a command repaints (optimised along label edges, the thesis' Algorithm 1); None: whole image."""
+    if command.command in ("instruct", "style"):
+        return None
+    targets = ("Face",) if command.command == "face" else command.targets(rules)
+    mask = regions.mask(targets)
+    if regions.label_map is not None and command.command != "face":
+        from core.mask_tools import optimise_mask
+
+        mask = optimise_mask(mask, regions.label_map, regions.label_names)
+    return mask
+
+
+def _run_local(image: np.ndarray, command: Command, mask: np.ndarray | None, params: dict[str, Any],
+               registry: PipelineRegistry, settings: Settings, hooks: StepHooks | None) -> GenerativeRun:
+    from core.generative import executors
+
+    lora_dir = settings.lora_dir
+    name, paras = command.command, command.paras
+    if name == "change":
+        assert mask is not None
+        return executors.inpaint(registry, image, mask, str(paras[1]), params, hooks, lora_dir=lora_dir)
+    if name == "remove":
+        assert mask is not None
+        return executors.remove(registry, image, mask, params, hooks, lora_dir=lora_dir)
+    if name == "face":
+        assert mask is not None
+        return executors.retouch_face(registry, image, mask, str(paras[0]), params, hooks, lora_dir=lora_dir)
+    if name == "instruct":
+        return executors.instruct(registry, image, str(paras[0]), params, hooks, lora_dir=lora_dir)
+    if name == "style":
+        return executors.restyle(registry, image, str(paras[0]), params, hooks, lora_dir=lora_dir)
+    raise ValueError(f"'{name}' is not a generative command.")
+
+
+def _run_openai(image: np.ndarray, command: Command, mask: np.ndarray | None, params: dict[str, Any],
+                settings: Settings, hooks: StepHooks | None) -> GenerativeRun:
+    from core.generative.openai_edit import openai_edit, prompt_for
+
+    if not openai_fallback_configured(settings):
+        raise NeedsGenerativeBackend(command.command, GENERATIVE_SETTINGS.get(command.command, "a generative model"))
+    whole = np.ones(image.shape[:2], dtype=bool)
+    return openai_edit(image, whole if mask is None else mask, prompt_for(command), params, settings, hooks)
 
 
 def run_classical(image: np.ndarray, command: Command, regions: Regions, params: dict[str, Any],

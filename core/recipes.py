@@ -31,6 +31,8 @@ class Recipe:
     labels: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: One entry per generative run: command, backend, model, ControlNet, seed, scheduler, steps, LoRAs, timings.
+    generation: list[dict[str, Any]] = field(default_factory=list)
     version: int = RECIPE_VERSION
 
     def to_json(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.commands import CommandsNotFound, extract_commands, validate
 from core.rules import load_rules
+from core.settings import Settings
 from db.models import LOCAL_USER_ID
 from jobs.errors import InvalidJobRequest
 from jobs.services import Services
@@ -96,11 +97,16 @@ def _string_targets(commands: list[dict[str, Any]]) -> list[str]:
     return labels
 
 
-def lane_for(commands: list[dict[str, Any]]) -> str:
-    """Generative work goes to the GPU lane; exact classical edits are quick and interactive."""
+def lane_for(commands: list[dict[str, Any]], settings: Settings | None = None) -> str:
+    """Generative work goes to the GPU lane; exact classical edits are quick and interactive.
+
+    A command with a classical fallback (``remove``) is generative work when its model is configured.
+    """
     rules = load_rules()
     needs_gpu = any(
-        rules.commands[c["command"]].generative and not rules.commands[c["command"]].classical_fallback
+        rules.commands[c["command"]].generative and (
+            not rules.commands[c["command"]].classical_fallback
+            or (settings is not None and bool(settings.inpaint_model or settings.openai_image_model)))
         for c in commands if c.get("command") in rules.commands
     )
     return "gpu" if needs_gpu else "interactive"
@@ -110,5 +116,5 @@ def submit_edit(services: Services, request: EditRequest, *, priority: int = 0) 
     """Check and queue an edit; returns the job id."""
     check_shape(request.commands)
     payload = json.loads(json.dumps(request.to_payload()))  # plain JSON, as the worker will read it
-    return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands), priority=priority,
+    return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands, services.settings), priority=priority,
                                   owner_id=request.user_id)

@@ -154,3 +154,21 @@ def photo(height: int = 48, width: int = 64, seed: int = 7) -> np.ndarray:
     image[:] = (70, 110, 150)
     image[height // 4: 3 * height // 4, width // 3: 2 * width // 3] = (190, 60, 50)
     return np.clip(image.astype(int) + rng.integers(-12, 12, image.shape), 0, 255).astype(np.uint8)
+
+
+def generative_settings(tmp_path: Path, models: TinyModels, **overrides: Any) -> Any:
+    """Worker settings on a SQLite file with the tiny models configured (generative tests need no PostgreSQL:
+    the queue is tested on both elsewhere, and diffusion time is what they cost)."""
+    from core.settings import load_settings
+
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data", "database_url": f"sqlite:///{tmp_path / 'chatedit.db'}",
+        "job_lease_seconds": 5.0, "worker_heartbeat_seconds": 0.2, "worker_poll_seconds": 0.1,
+        "worker_shutdown_grace_seconds": 2.0, "retry_base_delay_seconds": 0.2, **models.settings(),
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+#: Person's settings that keep every run tiny: 2 steps at most 64 px.
+FAST = {"steps": 2, "max_side": 64, "face_size": 64}

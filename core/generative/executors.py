@@ -56,7 +56,7 @@ class GenerativeRun:
     image: np.ndarray
     task: str
     model: str
-    seed: int
+    seed: int | None
     scheduler: str
     steps: int
     steps_run: int
@@ -82,6 +82,10 @@ def choose_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be -1 (random) or an integer in [0, {MAX_SEED}], not {seed!r}.")
     return seed
+
+
+class _StopDenoising(Exception):
+    """Raised from the step callback of a pipeline that has no interrupt flag."""
 
 
 class _Diffusion:
@@ -124,6 +128,8 @@ class _Diffusion:
                 total = max(1, int(getattr(pipeline, "num_timesteps", 0) or self.steps))
                 self.hooks.on_progress(min(1.0, self.steps_run / total))
                 if self.hooks.should_stop():
+                    if not hasattr(type(pipeline), "interrupt"):
+                        raise _StopDenoising  # this pipeline class has no interrupt flag (InstructPix2Pix)
                     pipeline._interrupt = True
                 return callback_kwargs
 
@@ -132,6 +138,8 @@ class _Diffusion:
             try:
                 output = pipe(num_inference_steps=self.steps, generator=generator, output_type="pil",
                               callback_on_step_end=on_step_end, **kwargs)
+            except _StopDenoising:
+                raise GenerationInterrupted(self.steps_run, self.steps) from None
             except (ValueError, RuntimeError, TypeError) as exc:
                 raise GenerationFailed(f"The {self.task} model could not run: {str(exc).strip().splitlines()[0]}") from exc
             total = int(getattr(pipe, "num_timesteps", 0) or self.steps)

@@ -167,9 +167,9 @@ class PipelineRegistry:
 
         try:
             if source.kind == "file":
-                model = ControlNetModel.from_single_file(source.value, torch_dtype=self.placement.dtype)
+                model = ControlNetModel.from_single_file(source.value, dtype=self.placement.dtype)
             else:
-                model = ControlNetModel.from_pretrained(source.value, torch_dtype=self.placement.dtype)
+                model = ControlNetModel.from_pretrained(source.value, dtype=self.placement.dtype)
         except (OSError, ValueError, EnvironmentError, TypeError, KeyError) as exc:
             raise ModelUnavailable(source.value, source.setting, _reason(exc)) from exc
         model.to(self.placement.device)
@@ -240,7 +240,7 @@ def _from_pipe(task: str, donor: Any, controlnet: Any) -> Any:
 
 
 def _from_source(task: str, source: ModelSource, controlnet: Any, placement: Placement) -> Any:
-    kwargs: dict[str, Any] = {"torch_dtype": placement.dtype}
+    kwargs: dict[str, Any] = {"dtype": placement.dtype}
     if controlnet is not None:
         kwargs["controlnet"] = controlnet
     if source.kind == "file":

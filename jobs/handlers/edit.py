@@ -3,8 +3,9 @@
 Stages, in order: read the request; load the image; find its labels (the segmenter's
 label map, cached per image and model, and the person's selection); validate the
 commands against those labels; merge and order them; check a backend can run each
-one (before doing any work); run them with progress and cancel checks; store the
-output PNG with its recipe under the PNG text key ``chatedit``; add the history step.
+one (before doing any work); run them with progress and cancel checks (per diffusion
+step for generative commands); store the output PNG with its recipe (models, seeds,
+schedulers, LoRAs, timings) under the PNG text key ``chatedit``; add the history step.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from core.commands import Command, execution_plan, resolve_params, validate
-from core.editing import NeedsGenerativeBackend, Regions, check_runnable, run_classical
+from core.editing import (
+    CommandRun,
+    NeedsGenerativeBackend,
+    Regions,
+    check_runnable,
+    run_classical,
+    run_generative,
+    runs_generatively,
+)
+from core.generative.errors import GenerationFailed, GenerationInterrupted
 from core.masks import InvalidMask, MissingSelection, UnknownLabel, mask_from_png
 from core.recipes import RECIPE_KEY, Recipe
 from core.rules import load_rules
 from jobs.context import JobContext
 from jobs.edits import EditRequest, InvalidEdit
-from jobs.errors import PermanentError
+from jobs.errors import JobInterrupted, PermanentError
 from jobs.histories import record_step
 from jobs.images import encode_png, get_image, image_rgb, store_encoded
 
@@ -55,7 +65,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     if not runnable:
         raise PermanentError("These commands are only advice; there is nothing to run.")
     try:
-        check_runnable(runnable, rules)
+        check_runnable(runnable, rules, services.settings)
     except NeedsGenerativeBackend as exc:
         raise PermanentError(str(exc)) from None
 
@@ -63,25 +73,33 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     params = [resolve_params(c, user_settings=request.user_settings, rules=rules) for c in runnable]
     notes: list[str] = []
     timings["mask_s"] = timings["op_s"] = 0.0
+    generation: list[dict[str, Any]] = []
     for i, (command, command_params) in enumerate(zip(runnable, params, strict=True)):
         ctx.check()
+        span = (0.1 + 0.8 * i / len(runnable), 0.8 / len(runnable))
         try:
-            run = run_classical(image, command, regions, command_params, rules)
-        except (UnknownLabel, MissingSelection, ValueError) as exc:
+            if runs_generatively(command, services.settings, rules):
+                run = _run_generative(ctx, image, command, regions, command_params, span)
+            else:
+                run = run_classical(image, command, regions, command_params, rules)
+        except (UnknownLabel, MissingSelection, GenerationFailed, ValueError) as exc:
             raise PermanentError(f"'{command.command}' could not run: {exc}") from None
         image = run.image
         notes.extend(run.notes)
         timings["mask_s"] += run.mask_s
         timings["op_s"] += run.op_s
-        ctx.progress(0.1 + 0.8 * (i + 1) / len(runnable), f"{_summary(command)} done")
+        if run.generation is not None:
+            generation.append(run.generation)
+        ctx.progress(span[0] + span[1], f"{_summary(command)} done")
 
     # 5. Store the result with its recipe, and the step.
     mark = time.perf_counter()
     recipe = Recipe(
         job_id=ctx.job.id, source_image_id=source.id, source_sha256=source.sha256,
         commands=[c.to_wire() for c in runnable], advice=[c.to_wire() for c in advice], params=params,
-        backend="classical", seed=None, segmenter=segmenter_id, labels=sorted(labels), notes=notes,
-        timings={k: round(v, 4) for k, v in timings.items()},
+        backend=_backend(generation, len(runnable)), seed=next((g["seed"] for g in generation if g["seed"] is not None), None),
+        segmenter=segmenter_id, labels=sorted(labels), notes=notes,
+        timings={k: round(v, 4) for k, v in timings.items()}, generation=generation,
     )
     png = encode_png(image, text={RECIPE_KEY: recipe.to_json()})
     stored = store_encoded(services, png, width=image.shape[1], height=image.shape[0], user_id=request.user_id)
@@ -91,7 +109,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
         step_id = record_step(
             services, history_id=request.history_id, parent_id=request.parent_step_id, image_id=stored.id,
             commands=recipe.commands,
-            params={"params": params, "backend": "classical", "notes": notes,
+            params={"params": params, "backend": recipe.backend, "notes": notes, "generation": generation,
                     "selection_key": request.selection_key, "segmenter": segmenter_id},
             job_id=ctx.job.id, user_id=request.user_id,
         )
@@ -100,8 +118,36 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(1.0, "done")
     return {
         "image_id": stored.id, "step_id": step_id, "commands": recipe.commands, "advice": recipe.advice,
-        "notes": notes, "timings": {k: round(v, 4) for k, v in timings.items()},
+        "notes": notes, "timings": {k: round(v, 4) for k, v in timings.items()}, "generation": generation,
     }
+
+
+def _run_generative(ctx: JobContext, image: Any, command: Command, regions: Regions, params: dict[str, Any],
+                    span: tuple[float, float]) -> CommandRun:
+    """A diffusion run that reports each step within ``span`` of the job's progress and stops when the job must."""
+    from core.generative.executors import StepHooks
+
+    start, width = span
+    label = _summary(command)
+
+    def on_progress(fraction: float) -> None:
+        try:
+            ctx.progress(start + width * fraction, f"{label}: {round(100 * fraction)}%")
+        except JobInterrupted:
+            pass  # the pipeline sees should_stop at this very step and interrupts itself
+
+    hooks = StepHooks(on_progress=on_progress, should_stop=lambda: ctx.should_stop)
+    try:
+        return run_generative(image, command, regions, params, settings=ctx.services.settings, hooks=hooks)
+    except GenerationInterrupted as exc:
+        ctx.check()  # raises the job's own stop (cancelled, shutting down, lease lost)
+        raise PermanentError(str(exc)) from None
+
+
+def _backend(generation: list[dict[str, Any]], commands: int) -> str:
+    """'classical', a generative backend's name, or names joined with '+' when the runs were mixed."""
+    names = [g["backend"] for g in generation] + ["classical"] * (commands - len(generation))
+    return "+".join(dict.fromkeys(names))
 
 
 def _regions(ctx: JobContext, request: EditRequest, shape: tuple[int, int]) -> tuple[Regions, list[str], str | None]:

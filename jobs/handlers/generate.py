@@ -1,0 +1,78 @@
+"""The ``generate`` job: txt2img from a prompt, stored as the root of a new edit history.
+
+The thesis let a person start from words instead of a photo; the image is stored like
+an upload (with its recipe in the PNG) and becomes the first step of its history.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.generative.errors import GenerationFailed, GenerationInterrupted, ModelNotConfigured
+from core.recipes import RECIPE_KEY, Recipe
+from core.rules import load_rules
+from db.models import LOCAL_USER_ID
+from jobs.context import JobContext
+from jobs.errors import InvalidJobRequest, JobInterrupted, PermanentError
+from jobs.histories import start_history
+from jobs.images import encode_png, store_encoded
+from jobs.services import Services
+
+GENERATE_KIND = "generate"
+MAX_PROMPT = 500
+
+
+def submit_generate(services: Services, prompt: str, *, user_settings: dict[str, Any] | None = None,
+                    title: str = "", user_id: int = LOCAL_USER_ID, priority: int = 0) -> int:
+    """Queue a txt2img job on the GPU lane; returns the job id."""
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT:
+        raise InvalidJobRequest(f"The prompt must be non-empty text of at most {MAX_PROMPT} characters.")
+    payload = {"prompt": prompt, "user_settings": dict(user_settings or {}), "title": title, "user_id": user_id}
+    return services.queue.enqueue(GENERATE_KIND, payload, lane="gpu", priority=priority, owner_id=user_id)
+
+
+def handle(ctx: JobContext) -> dict[str, Any]:
+    from core.generative.executors import StepHooks, text_to_image
+    from core.generative.registry import shared_registry
+
+    started = time.perf_counter()
+    services = ctx.services
+    # 1. Read the request; the model must be configured before any work.
+    payload = ctx.payload
+    prompt, user_settings = payload.get("prompt"), payload.get("user_settings") or {}
+    if not isinstance(prompt, str) or not prompt.strip() or not isinstance(user_settings, dict):
+        raise PermanentError("This generate job's payload needs a prompt and a user_settings object.")
+    if not services.settings.base_model:
+        raise PermanentError(str(ModelNotConfigured("CHATEDIT_BASE_MODEL", "'generate' (text to image)")))
+    user_id = int(payload.get("user_id", LOCAL_USER_ID))
+    params = {**load_rules().defaults, **{k: v for k, v in user_settings.items() if v is not None}}
+
+    # 2. Denoise, reporting every step.
+    def on_progress(fraction: float) -> None:
+        try:
+            ctx.progress(0.05 + 0.85 * fraction, f"generating: {round(100 * fraction)}%")
+        except JobInterrupted:
+            pass
+
+    hooks = StepHooks(on_progress=on_progress, should_stop=lambda: ctx.should_stop)
+    try:
+        run = text_to_image(shared_registry(services.settings), prompt, params, hooks, lora_dir=services.settings.lora_dir)
+    except GenerationInterrupted as exc:
+        ctx.check()
+        raise PermanentError(str(exc)) from None
+    except (GenerationFailed, ValueError) as exc:
+        raise PermanentError(f"'generate' could not run: {exc}") from None
+
+    # 3. Store the image with its recipe and start its history.
+    generation = [{"command": "generate", "prompt": prompt, **run.record()}]
+    recipe = Recipe(commands=[], params=[params], backend=run.backend, seed=run.seed, job_id=ctx.job.id,
+                    notes=run.notes, timings={"total_s": round(time.perf_counter() - started, 4)},
+                    generation=generation)
+    png = encode_png(run.image, text={RECIPE_KEY: recipe.to_json()})
+    stored = store_encoded(services, png, width=run.image.shape[1], height=run.image.shape[0], user_id=user_id)
+    ctx.save_output("image", png)
+    history = start_history(services, stored.id, owner_id=user_id, title=str(payload.get("title") or prompt)[:200])
+    ctx.progress(1.0, "done")
+    return {"image_id": stored.id, "history_id": history.history_id, "root_step_id": history.root_step_id,
+            "seed": run.seed, "generation": generation}
