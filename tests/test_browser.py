@@ -46,12 +46,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`chatedit serve` on a free port and a fresh data dir; yields its URL and the data dir."""
+    """`chatedit serve` on a free port and a fresh data dir, with a segmenter; yields its URL and the data dir."""
+    from tests.test_segmentation_support import build_colour_segmenter
+
     data_dir = tmp_path / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
     env.update(CHATEDIT_DATA_DIR=str(data_dir), CHATEDIT_WORKER_POLL_SECONDS="0.2",
-               CHATEDIT_WORKER_SHUTDOWN_GRACE_SECONDS="2")
+               CHATEDIT_WORKER_SHUTDOWN_GRACE_SECONDS="2",
+               CHATEDIT_SEGMENTER=str(build_colour_segmenter(tmp_path / "colours.onnx")))
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -115,6 +118,12 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
             page.locator('input[type="file"]').set_input_files(str(photo))
             expect(page.get_by_role("heading", name="fruit-bowl")).to_be_visible()
 
+            # The segment job runs on the worker; the parts it found appear as chips, the overlay toggles on.
+            expect(page.get_by_text("Parts found:")).to_be_visible()
+            expect(page.get_by_text("Background ·").first).to_be_visible()
+            page.get_by_text("Show parts").click()
+            expect(page.get_by_text("Each part tinted in its own colour")).to_be_visible()
+
             # 2. Chat: the rule planner's command appears on the Operation Board.
             chat = page.get_by_placeholder("Say what to change")
             chat.fill("make it brighter")
@@ -125,6 +134,8 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
             page.get_by_role("button", name="Run all").click()
             set_as_base = page.get_by_role("button", name="Set as base")
             expect(set_as_base).to_be_visible()
+            expect(page.get_by_role("button", name="Run all")).to_be_visible()  # the page has finished its rerun
+            expect(page.get_by_text("Planner: rules")).to_be_visible()
             _shot(page, shots / "editor.png")
 
             services = Services.from_settings(load_settings(data_dir=data_dir))
