@@ -20,6 +20,7 @@ BUILTIN_HANDLERS: dict[str, str] = {
     "segment": "jobs.handlers.segment:handle",
     "eval_planner": "jobs.handlers.eval_planner:handle",
     "plan": "jobs.handlers.plan:handle",
+    "generate": "jobs.handlers.generate:handle", "swap_face": "jobs.handlers.swap_face:handle",
 }
 
 

@@ -1,0 +1,84 @@
+"""The ``swap_face`` job: the largest face of one image onto the largest face of another (the thesis' roop).
+
+The result is stored with its recipe and, when a history is given, recorded as a step
+of the target image's history.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core.generative.errors import GenerationFailed
+from core.recipes import RECIPE_KEY, Recipe
+from db.models import LOCAL_USER_ID
+from jobs.context import JobContext
+from jobs.errors import InvalidJobRequest, PermanentError
+from jobs.histories import record_step
+from jobs.images import encode_png, get_image, image_rgb, store_encoded
+from jobs.services import Services
+
+SWAP_FACE_KIND = "swap_face"
+_SWAPPERS: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def submit_swap_face(services: Services, *, source_image_id: int, target_image_id: int, history_id: int | None = None,
+                     parent_step_id: int | None = None, user_id: int = LOCAL_USER_ID) -> int:
+    """Queue a face swap on the GPU lane; returns the job id."""
+    if not isinstance(source_image_id, int) or not isinstance(target_image_id, int):
+        raise InvalidJobRequest("A face swap needs an integer source_image_id and target_image_id.")
+    payload = {"source_image_id": source_image_id, "target_image_id": target_image_id, "history_id": history_id,
+               "parent_step_id": parent_step_id, "user_id": user_id}
+    return services.queue.enqueue(SWAP_FACE_KIND, payload, lane="gpu", owner_id=user_id)
+
+
+def _swapper(services: Services) -> Any:
+    from core.generative.face_swap import FaceSwapper
+
+    settings = services.settings
+    key = (str(settings.face_analysis_dir), str(settings.face_swap_model))
+    with _LOCK:
+        if key not in _SWAPPERS:
+            _SWAPPERS[key] = FaceSwapper(settings.face_analysis_dir, settings.face_swap_model)
+        return _SWAPPERS[key]
+
+
+def handle(ctx: JobContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    services, payload = ctx.services, ctx.payload
+    # 1. Read the request and load both images.
+    try:
+        source_id, target_id = int(payload["source_image_id"]), int(payload["target_image_id"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentError("This swap_face job's payload needs source_image_id and target_image_id.") from None
+    user_id = int(payload.get("user_id") or LOCAL_USER_ID)
+    target_record = get_image(services, target_id)
+    source, target = image_rgb(services, source_id), image_rgb(services, target_id)
+    ctx.progress(0.1, "images loaded")
+    # 2. Detect, embed, swap.
+    try:
+        swapper = _swapper(services)
+        ctx.progress(0.3, "face models loaded")
+        swapped = swapper.swap_largest(source, target)
+    except GenerationFailed as exc:
+        raise PermanentError(str(exc)) from None
+    op_s = time.perf_counter() - started
+    # 3. Store with the recipe; record the step.
+    models = {"face_analysis": str(services.settings.face_analysis_dir), "face_swap": str(services.settings.face_swap_model)}
+    generation = [{"command": "swap_face", "backend": "onnxruntime", "source_image_id": source_id,
+                   "models": models, "timings": {"op_s": round(op_s, 4)}}]
+    recipe = Recipe(commands=[], params=[], backend="onnxruntime", seed=None, job_id=ctx.job.id,
+                    source_image_id=target_id, source_sha256=target_record.sha256, generation=generation)
+    png = encode_png(swapped, text={RECIPE_KEY: recipe.to_json()})
+    stored = store_encoded(services, png, width=swapped.shape[1], height=swapped.shape[0], user_id=user_id)
+    ctx.save_output("image", png)
+    step_id = None
+    if payload.get("history_id") is not None:
+        step_id = record_step(services, history_id=int(payload["history_id"]), parent_id=payload.get("parent_step_id"),
+                              image_id=stored.id, commands=[], params={"backend": "onnxruntime", "generation": generation},
+                              job_id=ctx.job.id, user_id=user_id)
+    ctx.progress(1.0, "done")
+    return {"image_id": stored.id, "step_id": step_id, "generation": generation}
