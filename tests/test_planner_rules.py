@@ -142,3 +142,13 @@ def test_reply_lists_the_commands_in_the_persons_language() -> None:
     assert plan("把背景虚化").reply.startswith("我会这样修改")
     assert plan("blur the background").reply.startswith("Here is what I will do")
     assert detect_language("make it 亮") == "zh"
+
+
+def test_an_elliptical_second_clause_keeps_its_own_colour_and_part() -> None:
+    assert plan("make the hair blue and the pants red").wire() == [
+        {"command": "recolor", "paras": [["Hair"], "blue"]},
+        {"command": "recolor", "paras": [["Pants"], "red"]},
+    ]
+    result = plan("make the hair blue and the pants red", labels=["Background", "Hair"])
+    assert result.wire() == [{"command": "recolor", "paras": [["Hair"], "blue"]}]
+    assert "Pants" in result.not_understood[0].reason

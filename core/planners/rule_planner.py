@@ -127,7 +127,10 @@ class RulePlanner:
         """Split at separators and conjunctions; a verbless piece naming parts finishes the clause before it.
 
         "make the shirt and the pants white" splits at "and" into "make the shirt" and
-        "the pants white"; the second has no action, so the two are read together.
+        "the pants white"; the second has no action, so the two are read together. But
+        in "make the hair blue and the pants red" the first piece is already complete
+        (something follows its part), so the second is its own clause with the same
+        verb: "make the pants red".
         """
         c = _compiled()
         clauses: list[Clause] = []
@@ -138,12 +141,28 @@ class RulePlanner:
                 if _has_action(sub) and _has_action(current):
                     clauses.append(Clause(current.strip()))
                     current = sub
+                elif (verb := _elliptical_verb(current, sub)) is not None:
+                    clauses.append(Clause(current.strip()))
+                    current = verb + sub.strip()
                 else:
                     current += joiner + sub
             current = re.sub(r"^(?:and|then|also|plus)\s+", "", current.strip(), flags=re.IGNORECASE)
             if current and not c["SKIP_CLAUSE"].search(current):
                 clauses.append(Clause(current))
         return clauses
+
+
+def _elliptical_verb(current: str, sub: str) -> str | None:
+    """The verb phrase to repeat when ``sub`` ("the pants red") continues a complete clause ("make the hair blue")."""
+    if _has_action(sub) or not _has_action(current):
+        return None
+    mentions, sub_mentions = find_parts(current, _every_label()), find_parts(sub, _every_label())
+    if not mentions or not sub_mentions:
+        return None
+    if not current[mentions[-1].end:].strip(" ,") or not sub[sub_mentions[-1].end:].strip(" ,"):
+        return None  # "make the shirt" + "the pants white": one clause with two parts
+    prefix = current[:mentions[0].start]
+    return re.sub(r"\b(?:the|a|an|her|his|their|my)\s*$", "", prefix, flags=re.IGNORECASE)
 
 
 def _has_action(text: str) -> bool:
