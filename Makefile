@@ -30,7 +30,7 @@ test: install
 
 bench-queue: install
 	$(PIP) install --quiet -c constraints-cpu.txt -e '.[cpu,dev,bench]'
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/job_queue.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

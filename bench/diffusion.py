@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-# bench/queue.py would shadow the standard library's queue (torch needs it): drop this folder from the path.
+# Keep bench/ off the path (no script here may shadow a standard-library module); the repository root goes on.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# Run as a script, bench/ is first on sys.path and bench/queue.py would shadow the standard
-# library's `queue`; the repository root goes there instead.
+# Run as a script, bench/ is first on sys.path; the repository root goes there instead, so
+# `core` imports and no script here can shadow a standard-library module.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/queue.py [--jobs N] [--quick] [--json PATH]
+    .venv/bin/python bench/job_queue.py [--jobs N] [--quick] [--json PATH]
 
 Three systems run the same two workloads, each on a database made for the measurement
 and removed afterwards (a temporary SQLite file; a PostgreSQL database with a random
@@ -33,8 +33,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder is first on sys.path, and this file would stand in
-# for the standard library's `queue` module (which asyncio and SQLAlchemy import).
+# Run as a script, bench/ is first on sys.path; keep it off, so no script here can stand in
+# for a standard-library module (this file was bench/queue.py once, which did).
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
@@ -759,7 +759,7 @@ def _markdown_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench/queue.py", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/job_queue.py", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=None,
                         help="jobs per throughput batch (default 2000; 500 with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -829,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         psycopg.connect(args.pg_server, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
-        print(f"bench/queue.py: cannot reach PostgreSQL at {args.pg_server} ({str(exc).strip().splitlines()[0]}); "
+        print(f"bench/job_queue.py: cannot reach PostgreSQL at {args.pg_server} ({str(exc).strip().splitlines()[0]}); "
               "start it or pass --pg-server URL.", file=sys.stderr)
         return 2
     # SIGTERM unwinds like Ctrl-C, so the workers stop and the temporary databases are dropped.
