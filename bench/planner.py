@@ -1,0 +1,93 @@
+"""Tokens/s of the local planner with and without grammar-constrained decoding, and the overhead ratio.
+
+Both runs generate the same number of tokens from the same prompts in the same process,
+so the ratio measures what the grammar costs per token (mask computation in llguidance,
+the mask applied to the logits), not how long the answers are.
+
+    .venv/bin/python -m bench.planner                 # the tiny test model (hidden 32, vocab 1024)
+    .venv/bin/python -m bench.planner --size 0.5b     # Qwen2.5-0.5B sizes, random weights (slow on CPU)
+
+``--size 0.5b`` keeps the 1024-token tokenizer (no hub here) but the model's 151,936-row
+head, so the logits and the mask are full size; llguidance's per-token work grows with the
+tokenizer's vocabulary, which this run underestimates (see bench/grammar_libraries.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from tests.tiny_llm import LABELS, REQUESTS, save_tiny_planner
+
+SIZES = {
+    "tiny": {"hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "intermediate": 64},
+    "0.5b": {"hidden": 896, "layers": 24, "heads": 14, "kv_heads": 2, "intermediate": 4864},
+}
+
+
+def _run(planner, prompts, *, constrained: bool, tokens: int | None) -> tuple[float, int]:
+    start = time.perf_counter()
+    answers = planner.generate(prompts, LABELS, constrained=constrained, do_sample=True,
+                               max_new_tokens=tokens or planner.max_new_tokens, min_new_tokens=tokens)
+    elapsed = time.perf_counter() - start
+    steps = max(a.tokens for a in answers)
+    return elapsed, steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--prompts", type=int, default=12)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from core.planners.local_planner import LocalPlanner
+
+    vocab = 151_936 if args.size == "0.5b" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_tiny_planner(Path(tmp) / "model", **SIZES[args.size])
+        if vocab:
+            from transformers import AutoModelForCausalLM
+            model = AutoModelForCausalLM.from_pretrained(model_dir)
+            model.resize_token_embeddings(vocab)
+            model.save_pretrained(model_dir)
+        planner = LocalPlanner.load(str(model_dir), max_new_tokens=args.max_new_tokens, max_text_chars=48)
+    params = sum(p.numel() for p in planner.model.parameters())
+    print(f"model: {args.size} ({params / 1e6:.1f} M parameters, head {planner.model.config.vocab_size}), "
+          f"tokenizer {len(planner.tokenizer)} tokens, torch threads {torch.get_num_threads()}")
+
+    start = time.perf_counter()
+    grammar = planner.grammar(LABELS)
+    planner.constraint.compiled(grammar.lark)
+    print(f"grammar for {len(LABELS)} labels: built and compiled in {(time.perf_counter() - start) * 1000:.1f} ms "
+          f"(the tokenizer view included, once per model)")
+
+    prompts = [planner.prompt(f"{REQUESTS[i % len(REQUESTS)]} (#{i})", LABELS) for i in range(args.prompts)]
+    _run(planner, prompts[:1], constrained=True, tokens=None)  # warm-up
+    for batch in args.batch:
+        on_time = off_time = 0.0
+        on_tokens = 0
+        for i in range(0, len(prompts), batch):
+            on_runs, off_runs = [], []
+            for _ in range(args.repeats):  # interleaved, best of: other processes share this machine
+                torch.manual_seed(i)
+                elapsed, steps = _run(planner, prompts[i:i + batch], constrained=True, tokens=None)
+                on_runs.append(elapsed)
+                off_runs.append(_run(planner, prompts[i:i + batch], constrained=False, tokens=steps)[0])
+            on_time, off_time = on_time + min(on_runs), off_time + min(off_runs)
+            on_tokens += steps * len(prompts[i:i + batch])
+        on, off = on_tokens / on_time, on_tokens / off_time
+        print(f"batch {batch:2d}: {on_tokens} tokens; unconstrained {off:8.1f} tok/s, constrained {on:8.1f} tok/s, "
+              f"overhead {(off / on - 1) * 100:+.1f}% (target <= 10%)")
+    if not torch.cuda.is_available():
+        print("no GPU here: the Qwen2.5-0.5B-size GPU run is not possible on this machine")
+
+
+if __name__ == "__main__":
+    main()
