@@ -31,11 +31,14 @@ from core.generative.errors import GenerationFailed, GenerationInterrupted
 from core.generative.loras import LoraChoice, apply_loras, parse_choices
 from core.generative.registry import LoadedPipeline, PipelineRegistry
 from core.generative.schedulers import use_scheduler
+from core.rules import load_rules
 
-DEFAULT_PROMPT_SUFFIX = "best quality, highly detailed, realistic"
-DEFAULT_NEGATIVE_PROMPT = "lowres, blurry, bad anatomy, deformed, worst quality, watermark, text"
-DEFAULT_REMOVE_PROMPT = "empty background, seamless continuation of the surroundings"
-DEFAULT_REMOVE_NEGATIVE = "person, people, object, text, watermark, " + DEFAULT_NEGATIVE_PROMPT
+# Prompt text comes from core/rules.json (defaults and the inpaint template), like every other
+# parameter; these are what a caller gets when it passes parameters resolved without them.
+DEFAULT_PROMPT_SUFFIX: str = load_rules().defaults["prompt_suffix"]
+DEFAULT_NEGATIVE_PROMPT: str = load_rules().defaults["negative_prompt"]
+DEFAULT_REMOVE_PROMPT: str = load_rules().templates["inpaint"]["remove_prompt"]
+DEFAULT_REMOVE_NEGATIVE: str = load_rules().templates["inpaint"]["remove_negative_prompt"]
 #: A region whose bounding box covers less than this share of the image is inpainted at full resolution.
 SMALL_REGION_FRACTION = 0.25
 MAX_SEED = 2 ** 31 - 1
