@@ -127,7 +127,7 @@ def run_generative(image: np.ndarray, command: Command, regions: Regions, params
 
     rules = rules or load_rules()
     started = time.perf_counter()
-    mask = _generative_mask(command, regions, rules)
+    mask = generative_mask(command, regions, rules, optimise=params.get("mask_optimisation", True) is not False)
     masked = time.perf_counter()
     notes: list[str] = []
     if local_model_configured(command, settings):
@@ -146,13 +146,19 @@ def run_generative(image: np.ndarray, command: Command, regions: Regions, params
                       generation={"command": command.command, **run.record()})
 
 
-def _generative_mask(command: Command, regions: Regions, rules: Rules) -> np.ndarray | None:
-    """The region a command repaints (optimised along label edges, the thesis' Algorithm 1); None: whole image."""
+def generative_mask(command: Command, regions: Regions, rules: Rules | None = None, *,
+                    optimise: bool = True) -> np.ndarray | None:
+    """The region a command repaints; None: the whole image.
+
+    With ``optimise`` (the person's "mask_optimisation", on by default) and a segmentation,
+    its edges are adjusted along the parts' edges (the thesis' Algorithm 1); without, it is the mask as built.
+    """
+    rules = rules or load_rules()
     if command.command in ("instruct", "style"):
         return None
     targets = ("Face",) if command.command == "face" else command.targets(rules)
     mask = regions.mask(targets)
-    if regions.label_map is not None and command.command != "face":
+    if optimise and regions.label_map is not None and command.command != "face":
         from core.mask_tools import optimise_mask
 
         mask = optimise_mask(mask, regions.label_map, regions.label_names)

@@ -34,15 +34,19 @@ def plan_request(
     labels: Sequence[str],
     conversation: Sequence[ChatTurn] = (),
     planner: str | None = None,
+    model: str | None = None,
     user_id: int = LOCAL_USER_ID,
     timeout_s: float = 300.0,
 ) -> PlanResult:
-    """The planner's answer to ``request``; raises :class:`PlanningFailed` with a sentence when it has none."""
+    """The planner's answer to ``request``; raises :class:`PlanningFailed` with a sentence when it has none.
+
+    ``model`` replaces the settings' model for a planner that takes one (the person's "planner_model").
+    """
     name = planner or services.settings.planner
     if name not in IN_WORKER:
         try:
-            return make_planner(name, services.settings).plan(request, labels=list(labels),
-                                                               conversation=list(conversation))
+            return make_planner(name, services.settings, model=model).plan(request, labels=list(labels),
+                                                                            conversation=list(conversation))
         except PlannerUnavailable as exc:
             raise PlanningFailed(str(exc)) from None
     job_id = submit_plan(services, request, labels=labels, conversation=conversation, planner=name, user_id=user_id)

@@ -18,6 +18,10 @@ from jobs.services import Services
 LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH = -2.0, 2.0
 MAX_LORAS = 8
 SCHEDULERS = ("DPM++ 2M", "DPM++ 2M Karras", "Euler", "Euler a", "DDIM", "PNDM", "UniPC", "LMS")
+#: "auto": a generative backend where one is configured, the classical editor otherwise;
+#: "classical": never a generative model (``remove`` uses Telea, generative-only commands fail with a sentence).
+EDITOR_BACKENDS = ("auto", "classical")
+MAX_MODEL_NAME = 200
 
 
 class InvalidPreferences(ValueError):
@@ -28,11 +32,13 @@ class InvalidPreferences(ValueError):
 class Preference:
     key: str
     label: str
-    kind: str  # "float", "int", "bool", "choice", "loras"
+    kind: str  # "float", "int", "bool", "choice", "text", "loras"
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: The value used when the person sets none and the rules' defaults do not name it.
+    builtin: Any = None
 
 
 PREFERENCES: tuple[Preference, ...] = (
@@ -47,12 +53,21 @@ PREFERENCES: tuple[Preference, ...] = (
                help="Use ControlNet canny guidance so regenerated parts keep their outlines."),
     Preference("mask_blur", "Mask blur (px)", "int", 0, 64, help="Softens the edge of the edited region."),
     Preference("planner", "Planner", "choice", choices=PLANNERS, help="Which planner turns your words into commands."),
+    Preference("planner_model", "Planner model (openai planner)", "text",
+               help="The model the openai planner asks, e.g. gpt-4o-mini or the name your vLLM, Ollama or "
+                    "llama.cpp server serves; replaces CHATEDIT_OPENAI_MODEL for you."),
+    Preference("editor_backend", "Editor backend", "choice", choices=EDITOR_BACKENDS, builtin="auto",
+               help="auto: a generative model where one is configured, the classical editor otherwise. "
+                    "classical: never a generative model (remove uses OpenCV inpainting; commands only a "
+                    "generative model can run are refused)."),
+    Preference("mask_optimisation", "Mask optimisation", "bool", builtin=True,
+               help="Snap the region a generative edit repaints to the edges of the segmented parts."),
     Preference("loras", "LoRA adapters", "loras", LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH,
                help="LoRA adapters (files in CHATEDIT_LORA_DIR) applied to generative edits, each with a weight."),
 )
 BY_KEY = {p.key: p for p in PREFERENCES}
 #: Preferences that are not edit parameters (they choose a backend instead).
-NOT_PARAMS = {"planner"}
+NOT_PARAMS = {"planner", "planner_model"}
 
 
 def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +92,13 @@ def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
                 problems.append(f"{pref.label} is on or off (true or false), not {value!r}")
                 continue
             clean[key] = value
+        elif pref.kind == "text":
+            text = value.strip() if isinstance(value, str) else None
+            if not text or len(text) > MAX_MODEL_NAME or any(c.isspace() or not c.isprintable() for c in text):
+                problems.append(f"{pref.label} is a model name of at most {MAX_MODEL_NAME} characters without "
+                                f"spaces, not {value!r}")
+                continue
+            clean[key] = text
         elif pref.kind == "choice":
             if value not in pref.choices:
                 problems.append(f"{pref.label} is one of {', '.join(pref.choices)}, not {value!r}")

@@ -82,6 +82,17 @@ def test_the_openai_planner_streams_its_reply_and_its_commands_reach_the_board(
     assert _picks(at) == ["**adjust “brightness” +0.2 on the whole image**"]
 
 
+def test_the_persons_planner_model_is_the_model_the_chat_asks(openai_env: tuple[Services, FakeOpenAIServer]) -> None:
+    services, server = openai_env
+    save_preferences(services, {"planner": "openai", "planner_model": "my-own-model"})
+    server.script.append(Reply(content=json.dumps({"reply": "Warmer.", "commands": []})))
+    at = _app(_history(services))
+    at.chat_input(key="chat_prompt").set_value("make it warmer").run()
+    assert not at.exception, at.exception
+    assert [r.body["model"] for r in server.requests] == ["my-own-model"]
+    assert any("Planner: **openai** · model `my-own-model`" in c.value for c in at.caption)
+
+
 def test_an_unreachable_or_failing_server_is_a_sentence_in_the_chat(
         openai_env: tuple[Services, FakeOpenAIServer]) -> None:
     services, server = openai_env

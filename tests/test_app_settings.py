@@ -102,3 +102,44 @@ def test_lora_preferences_are_checked() -> None:
     assert validate_preferences({"loras": []}) == {}
     assert planner_problem("rules", load_settings()) is None
     assert planner_problem("openai", load_settings(openai_model="gpt-4o-mini")) is None
+
+
+def test_planner_model_editor_backend_and_mask_optimisation_are_checked_stored_and_reach_the_jobs(
+        app_env: Services) -> None:
+    at = _settings_page()
+    labels = {c.key: c.label for c in at.checkbox}
+    assert labels["use_editor_backend"].endswith("(built-in: auto)")
+    assert labels["use_mask_optimisation"].endswith("(built-in: True)")
+    assert labels["use_planner_model"].endswith("(built-in: none)")
+    at.checkbox(key="use_planner_model").check()
+    at.text_input(key="pref_planner_model").set_value("my model")
+    at.checkbox(key="use_editor_backend").check()
+    at.selectbox(key="pref_editor_backend").set_value("classical")
+    at.checkbox(key="use_mask_optimisation").check()
+    at.toggle(key="pref_mask_optimisation").set_value(False)
+    at.button[0].click().run()  # the form's submit button
+    assert "Planner model (openai planner) is a model name of at most 200 characters without spaces, not 'my model'" \
+        in at.error[0].value and at.error[0].value.endswith("Nothing was changed.")
+    assert get_preferences(app_env) == {}
+
+    at.text_input(key="pref_planner_model").set_value(" llama3.1:8b ")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    stored = get_preferences(app_env)
+    assert stored == {"planner_model": "llama3.1:8b", "editor_backend": "classical", "mask_optimisation": False}
+    assert edit_params(stored) == {"editor_backend": "classical", "mask_optimisation": False}
+    text = " ".join(m.value for m in at.markdown)
+    assert "Model: `llama3.1:8b` (yours)." in text and "set CHATEDIT_OPENAI_MODEL" not in text
+    assert at.info[0].value.startswith("Your editor backend is **classical**")
+    assert "change, face, instruct, style are refused" in at.info[0].value
+
+
+def test_editor_backend_and_planner_model_values_are_checked() -> None:
+    with pytest.raises(InvalidPreferences) as err:
+        validate_preferences({"editor_backend": "diffusers", "planner_model": "", "mask_optimisation": "off"})
+    message = str(err.value)
+    assert "Editor backend is one of auto, classical, not 'diffusers'" in message
+    assert "Planner model (openai planner) is a model name" in message
+    assert "Mask optimisation is on or off (true or false), not 'off'" in message
+    assert validate_preferences({"planner_model": "Qwen/Qwen2.5-7B-Instruct", "editor_backend": "auto"}) == {
+        "planner_model": "Qwen/Qwen2.5-7B-Instruct", "editor_backend": "auto"}

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from core.commands import Command, resolve_params
+from core.editing import Regions, generative_mask
 from core.masks import mask_to_png
 from core.recipes import read_recipe
+from core.settings import Settings, load_settings
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.histories import history_steps, start_history
 from jobs.images import image_rgb, store_array
 from jobs.queue import JobStatus
 from jobs.services import Services
+from jobs.user_settings import edit_params
 from tests.conftest import running_worker
 
 
@@ -137,3 +142,91 @@ def test_classical_edits_go_to_the_interactive_lane(services: Services) -> None:
                                              commands=[{"command": "style", "paras": ["watercolor"]}]))
     assert services.queue.get(quick).lane == "interactive"
     assert services.queue.get(slow).lane == "gpu"
+
+
+def _configured(settings: Settings, tmp_path: Path) -> Services:
+    """Services whose CHATEDIT_INPAINT_MODEL names a model (that is never loaded by these tests)."""
+    return Services.from_settings(settings.model_copy(update={"inpaint_model": str(tmp_path / "inpaint-model")}))
+
+
+def test_the_classical_editor_backend_refuses_a_generative_only_command_with_a_sentence(
+        services: Services, settings: Settings, tmp_path: Path) -> None:
+    configured = _configured(settings, tmp_path)
+    try:
+        stored = store_array(configured, _photo())
+        key = configured.blobs.put(mask_to_png(np.ones(_photo().shape[:2], dtype=bool)))
+        job = _run(configured, EditRequest(
+            image_id=stored.id, selection_key=key, user_settings={"editor_backend": "classical"},
+            commands=[{"command": "change", "paras": [["Selection"], "a red scarf"]}]))
+    finally:
+        configured.close()
+    assert job.status is JobStatus.FAILED
+    assert job.error_message == ("'change' needs a generative editor, and your Settings choose the classical editor "
+                                 "only; set Editor backend to auto in Settings to run it.")
+    assert job.attempts == 1 and services.queue.outputs(job.id) == []
+
+
+def test_the_classical_editor_backend_removes_with_telea_although_an_inpaint_model_is_configured(
+        settings: Settings, services: Services, tmp_path: Path) -> None:
+    base = _photo()
+    selection = np.zeros(base.shape[:2], dtype=bool)
+    selection[20:70, 40:90] = True  # the red patch
+    configured = _configured(settings, tmp_path)
+    try:
+        stored = store_array(configured, base)
+        key = configured.blobs.put(mask_to_png(selection))
+        job = _run(configured, EditRequest(
+            image_id=stored.id, selection_key=key, user_settings={"editor_backend": "classical"},
+            commands=[{"command": "remove", "paras": [["Selection"]]}]))
+        assert job.status is JobStatus.SUCCEEDED, job.error_message
+        recipe = read_recipe(_output_png(configured, job.id))
+        edited = image_rgb(configured, job.result["image_id"])
+    finally:
+        configured.close()
+    assert recipe["backend"] == "classical" and recipe["generation"] == []
+    inside = edited[30:60, 50:80].reshape(-1, 3).mean(axis=0)
+    assert inside[2] > inside[0]  # filled from the blue-grey surroundings: the red patch is gone
+
+
+def _hair_and_face() -> tuple[np.ndarray, list[str]]:
+    names = ["Background", "Hair", "Face"]
+    label_map = np.zeros((96, 128), dtype=np.uint8)
+    label_map[10:40, 30:100] = 1  # Hair
+    label_map[40:80, 40:90] = 2  # Face
+    return label_map, names
+
+
+def test_mask_optimisation_off_leaves_the_generative_mask_as_built() -> None:
+    label_map, names = _hair_and_face()
+    regions = Regions(shape=label_map.shape, label_map=label_map, label_names=names)
+    command = Command("change", (("Hair",), "blue hair"))
+    built = regions.mask(["Hair"])
+    optimised = generative_mask(command, regions)
+    assert optimised is not None and optimised.sum() > built.sum()  # Algorithm 1 widens the hair's edge
+    assert np.array_equal(generative_mask(command, regions, optimise=False), built)
+
+
+@pytest.mark.parametrize("preference, widened", [(None, True), (True, True), (False, False)])
+def test_run_generative_honours_the_mask_optimisation_setting(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, preference: bool | None, widened: bool) -> None:
+    from core import editing
+    from core.generative.executors import GenerativeRun
+
+    label_map, names = _hair_and_face()
+    regions = Regions(shape=label_map.shape, label_map=label_map, label_names=names)
+    sent: list[np.ndarray] = []
+
+    def backend(image, command, mask, params, settings, hooks):  # what the OpenAI fallback would be handed
+        sent.append(mask)
+        return GenerativeRun(image=image, task="inpaint", model="recorded", seed=1, scheduler="-", steps=1, steps_run=1)
+
+    monkeypatch.setattr(editing, "_run_openai", backend)
+    command = Command("change", (("Hair",), "blue hair"))
+    user = edit_params({} if preference is None else {"mask_optimisation": preference})
+    params = resolve_params(command, user_settings=user)
+    image = np.zeros((*label_map.shape, 3), dtype=np.uint8)
+    editing.run_generative(image, command, regions, params,
+                           settings=load_settings(data_dir=tmp_path, openai_image_model="gpt-image-1"))
+    (mask,) = sent
+    assert bool(mask.sum() > regions.mask(["Hair"]).sum()) is widened
+    assert bool(np.array_equal(mask, regions.mask(["Hair"]))) is not widened

@@ -40,6 +40,11 @@ def planner_name(services: Services) -> str:
     return str(get_preferences(services).get("planner") or services.settings.planner)
 
 
+def planner_model(services: Services) -> str | None:
+    """The person's model for the openai planner (None: CHATEDIT_OPENAI_MODEL)."""
+    return get_preferences(services).get("planner_model") or None
+
+
 def board_items(result: PlanResult) -> list[dict[str, Any]]:
     """A plan's commands as Operation Board rows: the valid ones, then each rejected item with its reason."""
     board: list[dict[str, Any]] = [{**c.to_wire(), "valid": True, "reason": None} for c in result.commands]
@@ -89,7 +94,8 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
         return
     try:
         with st.spinner(f"Planning with {name}…"):
-            result = plan_request(services, prompt, labels=labels, conversation=conversation, planner=name)
+            result = plan_request(services, prompt, labels=labels, conversation=conversation, planner=name,
+                                  model=planner_model(services))
     except (PlanningFailed, PlannerUnavailable) as exc:
         record_failure(services, history_id, str(exc))
     except Exception as exc:  # noqa: BLE001 - a person sees a sentence, the log has the traceback
@@ -102,7 +108,7 @@ def _ask_streaming(services: Services, history_id: int, prompt: str, labels: lis
                    conversation: list[ChatTurn], box: Any) -> None:
     """The openai planner's reply, written into the chat as it arrives; the final result is what is kept."""
     try:
-        planner = make_planner("openai", services.settings)
+        planner = make_planner("openai", services.settings, model=planner_model(services))
     except PlannerUnavailable as exc:
         record_failure(services, history_id, str(exc))
         return

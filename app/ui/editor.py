@@ -293,7 +293,9 @@ def _chat(services: Services, history_id: int, labels: list[str], image_id: int)
     pending = st.session_state.get(chat.PLAN_JOB)
     if pending is not None and pending[1] == history_id:
         chat.plan_job_panel(*pending)
-    st.caption(f"Planner: **{chat.planner_name(services)}** (change it in Settings).")
+    name, model = chat.planner_name(services), chat.planner_model(services)
+    st.caption(f"Planner: **{name}**" + (f" · model `{model}`" if name == "openai" and model else "")
+               + " (change it in Settings).")
     prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt",
                            disabled=pending is not None)
     if prompt and prompt.strip():

@@ -19,8 +19,10 @@ from jobs.user_settings import (
     LORA_WEIGHT_HIGH,
     LORA_WEIGHT_LOW,
     MAX_LORAS,
+    MAX_MODEL_NAME,
     PREFERENCES,
     InvalidPreferences,
+    Preference,
     get_preferences,
     save_preferences,
 )
@@ -58,6 +60,15 @@ def editor_rows(settings: Settings) -> list[dict[str, str]]:
     return rows
 
 
+def builtin_value(pref: Preference, settings: Settings, defaults: dict[str, Any]) -> Any:
+    """What a setting is when the person sets none: the installation's planner and model, else the built-in default."""
+    if pref.key == "planner":
+        return settings.planner
+    if pref.key == "planner_model":
+        return settings.openai_model
+    return pref.builtin if pref.builtin is not None else defaults.get(pref.key)
+
+
 def available_loras(settings: Settings) -> list[str]:
     """The ``*.safetensors`` files in CHATEDIT_LORA_DIR, by name (empty when the folder is not set or missing)."""
     folder = settings.lora_dir
@@ -85,13 +96,16 @@ def render() -> None:
         for pref in PREFERENCES:
             if pref.kind == "loras":
                 continue
-            builtin = services.settings.planner if pref.key == "planner" else defaults.get(pref.key)
-            use = st.checkbox(f"Set my own **{pref.label}** (built-in: {builtin})", value=pref.key in stored,
-                              key=f"use_{pref.key}")
+            builtin = builtin_value(pref, services.settings, defaults)
+            use = st.checkbox(f"Set my own **{pref.label}** (built-in: {builtin if builtin is not None else 'none'})",
+                              value=pref.key in stored, key=f"use_{pref.key}")
             current = stored.get(pref.key, builtin)
             widget_key = f"pref_{pref.key}"
-            if pref.kind == "bool":
-                value: Any = st.toggle(pref.label, value=bool(current), key=widget_key, help=pref.help)
+            if pref.kind == "text":
+                value: Any = st.text_input(pref.label, value="" if current is None else str(current), key=widget_key,
+                                           help=pref.help, max_chars=MAX_MODEL_NAME)
+            elif pref.kind == "bool":
+                value = st.toggle(pref.label, value=bool(current), key=widget_key, help=pref.help)
             elif pref.kind == "choice":
                 options = list(pref.choices)
                 value = st.selectbox(pref.label, options, index=options.index(current) if current in options else 0,
@@ -137,16 +151,25 @@ def _backends(settings: Settings, stored: dict[str, Any]) -> None:
     with st.expander("Backends in this installation", expanded=True):
         st.markdown("**Planner** — who turns your words into commands (choose yours below):")
         chosen = stored.get("planner") or settings.planner
+        if stored.get("planner_model"):
+            settings = settings.model_copy(update={"openai_model": stored["planner_model"]})
         for name, about in PLANNER_ABOUT.items():
             problem = planner_problem(name, settings)
             mark = ":material/check_circle:" if problem is None else ":material/block:"
             text = f"{mark} **{name}**{' (yours)' if name == chosen else ''} — {about}"
+            if name == "openai" and settings.openai_model:
+                text += f" Model: `{settings.openai_model}`" + (" (yours)." if stored.get("planner_model") else ".")
             st.markdown(text + (f" :orange[{problem[0].upper() + problem[1:]}]" if problem else ""))
         if planner_problem(chosen, settings):
             st.warning(f"Your planner, {chosen}, is {planner_problem(chosen, settings)} Until then the chat answers "
                        "with this sentence; choose another planner below to chat now.")
         st.markdown("**Editor** — who runs the commands:")
         st.table(editor_rows(settings))
+        if stored.get("editor_backend") == "classical":
+            refused = [n for n, rule in load_rules().commands.items() if rule.generative and not rule.classical_fallback]
+            st.info("Your editor backend is **classical**: your edits never use a generative model (remove uses "
+                    f"OpenCV inpainting; {', '.join(refused)} are refused). Set Editor backend to auto below to use "
+                    "the generative models listed here.")
         if settings.vision_model:
             st.caption(f"Advice (the editor's **Advise** button): {settings.vision_model}.")
         else:

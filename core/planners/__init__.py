@@ -12,6 +12,7 @@ transformers, which the UI process never does):
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import TYPE_CHECKING
 
 from core.planners.base import (
@@ -37,8 +38,12 @@ PLANNERS = tuple(BACKENDS)
 IN_WORKER = frozenset({"local"})
 
 
-def make_planner(name: str = "rules", settings: Settings | None = None) -> Planner:
-    """The planner called ``name``; raises :class:`PlannerUnavailable` with a sentence when it cannot run."""
+def make_planner(name: str = "rules", settings: Settings | None = None, *, model: str | None = None) -> Planner:
+    """The planner called ``name``; raises :class:`PlannerUnavailable` with a sentence when it cannot run.
+
+    ``model`` overrides the settings' model for a planner whose ``from_settings`` takes one (``openai``);
+    the others ignore it.
+    """
     target = BACKENDS.get(name)
     if target is None:
         raise PlannerUnavailable(f"There is no planner called {name!r}; the planners are {', '.join(PLANNERS)}.")
@@ -48,6 +53,8 @@ def make_planner(name: str = "rules", settings: Settings | None = None) -> Plann
     except ModuleNotFoundError as exc:
         raise PlannerUnavailable(f"The {name} planner is not available in this installation ({exc.name} is missing).") from None
     if settings is not None and hasattr(cls, "from_settings"):
+        if model and "model" in inspect.signature(cls.from_settings).parameters:
+            return cls.from_settings(settings, model=model)
         return cls.from_settings(settings)
     return cls()
 

@@ -64,9 +64,15 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     runnable, advice = execution_plan(outcome.commands, rules)
     if not runnable:
         raise PermanentError("These commands are only advice; there is nothing to run.")
+    # The person's "editor_backend": "classical" counts no generative backend as configured.
+    classical_only = request.user_settings.get("editor_backend") == "classical"
+    backends = None if classical_only else services.settings
     try:
-        check_runnable(runnable, rules, services.settings)
+        check_runnable(runnable, rules, backends)
     except NeedsGenerativeBackend as exc:
+        if classical_only:
+            raise PermanentError(f"'{exc.command}' needs a generative editor, and your Settings choose the classical "
+                                 "editor only; set Editor backend to auto in Settings to run it.") from None
         raise PermanentError(str(exc)) from None
 
     # 4. Run them, reporting progress after each.
@@ -78,7 +84,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
         ctx.check()
         span = (0.1 + 0.8 * i / len(runnable), 0.8 / len(runnable))
         try:
-            if runs_generatively(command, services.settings, rules):
+            if runs_generatively(command, backends, rules):
                 run = _run_generative(ctx, image, command, regions, command_params, span)
             else:
                 run = run_classical(image, command, regions, command_params, rules)
