@@ -8,6 +8,9 @@ answers with the SDK in strict response validation mode.
 
 Replies are scripted (:class:`Reply`, consumed in order, then :attr:`FakeOpenAIServer.default`)
 or computed (:attr:`FakeOpenAIServer.responder`); every request is recorded.
+
+Like OpenAI, it refuses (HTTP 400) a ``response_format`` whose strict JSON Schema leaves
+the subset strict Structured Outputs support (:func:`strict_schema_problems`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,117 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+# OpenAI's strict Structured Outputs, "Supported schemas" in the Structured Outputs guide
+# (platform.openai.com/docs/guides/structured-outputs#supported-schemas): the types, the
+# keywords per type, an object at the root (not anyOf), every object closed
+# (additionalProperties false) with all its properties required, and size limits. The
+# limits here are the first published ones (100 properties, 5 levels, 500 enum values,
+# 15,000 characters), stricter than the raised ones of 2025 (5000, 10, 1000, 120,000),
+# so a schema that passes fits every deployment of either age.
+STRICT_TYPES = {"string", "number", "integer", "boolean", "object", "array", "null"}
+STRICT_COMMON = {"type", "description", "enum", "anyOf", "$ref", "$defs"}
+STRICT_BY_TYPE = {
+    "string": {"pattern", "format"},
+    "number": {"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"},
+    "integer": {"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"},
+    "object": {"properties", "required", "additionalProperties"},
+    "array": {"items", "minItems", "maxItems"},
+    "boolean": set(),
+    "null": set(),
+}
+STRICT_FORMATS = {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+STRICT_MAX_PROPERTIES = 100
+STRICT_MAX_NESTING = 5
+STRICT_MAX_ENUM_VALUES = 500
+STRICT_MAX_STRING_CHARS = 15_000
+STRICT_LARGE_ENUM = 250
+STRICT_MAX_LARGE_ENUM_CHARS = 7_500
+
+
+def strict_schema_problems(schema: Any) -> list[str]:
+    """Why OpenAI's strict mode would refuse ``schema``, one sentence each; empty when it accepts it."""
+    problems: list[str] = []
+    totals = {"properties": 0, "enum_values": 0, "chars": 0, "depth": 0}
+
+    def walk(node: Any, where: str, depth: int) -> None:
+        if not isinstance(node, dict):
+            problems.append(f"{where}: a schema must be an object, not {node!r}")
+            return
+        types = node.get("type")
+        type_list = [types] if isinstance(types, str) else types if isinstance(types, list) else []
+        if types is not None and (not type_list or set(type_list) - STRICT_TYPES):
+            problems.append(f"{where}: unsupported type {types!r}")
+        if types is None and "anyOf" not in node and "$ref" not in node:
+            problems.append(f"{where}: no type")
+        allowed = STRICT_COMMON.union(*(STRICT_BY_TYPE.get(t, set()) for t in type_list))
+        unsupported = sorted(set(node) - allowed)
+        if unsupported:
+            problems.append(f"{where}: unsupported keyword(s) {', '.join(unsupported)}")
+        containers = {"object", "array"} & set(type_list)
+        if containers:
+            totals["depth"] = max(totals["depth"], depth + 1)
+        if "format" in node and node["format"] not in STRICT_FORMATS:
+            problems.append(f"{where}: unsupported format {node['format']!r}")
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+            if key in node and (isinstance(node[key], bool) or not isinstance(node[key], int | float)):
+                problems.append(f"{where}: {key} must be a number")
+        for key in ("minItems", "maxItems"):
+            if key in node and (isinstance(node[key], bool) or not isinstance(node[key], int) or node[key] < 0):
+                problems.append(f"{where}: {key} must be a non-negative integer")
+        if "enum" in node:
+            values = node["enum"]
+            if not isinstance(values, list) or not values:
+                problems.append(f"{where}: enum must be a non-empty list")
+            else:
+                totals["enum_values"] += len(values)
+                chars = sum(len(v) for v in values if isinstance(v, str))
+                totals["chars"] += chars
+                if len(values) > STRICT_LARGE_ENUM and chars > STRICT_MAX_LARGE_ENUM_CHARS:
+                    problems.append(f"{where}: an enum of {len(values)} values has {chars} characters")
+        if "object" in type_list:
+            properties = node.get("properties")
+            if not isinstance(properties, dict):
+                problems.append(f"{where}: an object needs properties")
+                properties = {}
+            if node.get("additionalProperties") is not False:
+                problems.append(f"{where}: additionalProperties must be false")
+            required = node.get("required")
+            if not isinstance(required, list) or sorted(required) != sorted(properties) \
+                    or len(set(required)) != len(required):
+                problems.append(f"{where}: required must list every property, got {required!r}")
+            totals["properties"] += len(properties)
+            totals["chars"] += sum(len(name) for name in properties)
+            for name, child in properties.items():
+                walk(child, f"{where}.{name}", depth + 1)
+        if "array" in type_list:
+            if "items" not in node:
+                problems.append(f"{where}: an array needs items")
+            else:
+                walk(node["items"], f"{where}[]", depth + 1)
+        if "anyOf" in node:
+            branches = node["anyOf"]
+            if not isinstance(branches, list) or not branches:
+                problems.append(f"{where}: anyOf must be a non-empty list")
+            else:
+                for i, branch in enumerate(branches):
+                    walk(branch, f"{where}|{i}", depth)
+        for name, child in (node.get("$defs") or {}).items():
+            totals["chars"] += len(name)
+            walk(child, f"$defs.{name}", 0)
+
+    if not isinstance(schema, dict) or schema.get("type") != "object" or "anyOf" in schema:
+        problems.append("the root must be an object (type object, not anyOf)")
+    walk(schema, "schema", 0)
+    if totals["properties"] > STRICT_MAX_PROPERTIES:
+        problems.append(f"{totals['properties']} object properties exceed the limit of {STRICT_MAX_PROPERTIES}")
+    if totals["depth"] > STRICT_MAX_NESTING:
+        problems.append(f"{totals['depth']} levels of nesting exceed the limit of {STRICT_MAX_NESTING}")
+    if totals["enum_values"] > STRICT_MAX_ENUM_VALUES:
+        problems.append(f"{totals['enum_values']} enum values exceed the limit of {STRICT_MAX_ENUM_VALUES}")
+    if totals["chars"] > STRICT_MAX_STRING_CHARS:
+        problems.append(f"{totals['chars']} characters of names and enum values exceed {STRICT_MAX_STRING_CHARS}")
+    return problems
 
 
 @dataclass
@@ -87,6 +201,8 @@ class FakeOpenAIServer:
         self.responder: Callable[[Received], Reply] | None = None
         #: Answer requests that carry ``response_format`` with a 400, as servers without structured output do.
         self.rejects_response_format = False
+        #: Answer a strict ``json_schema`` outside OpenAI's supported subset with a 400, as OpenAI does.
+        self.enforces_strict_schema = True
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), self._handler_class())
@@ -111,9 +227,25 @@ class FakeOpenAIServer:
             self.requests.append(received)
             if self.rejects_response_format and received.response_format is not None:
                 return Reply(status=400, error_message="response_format is not supported by this server.")
+            refusal = self._schema_refusal(received.response_format)
+            if refusal is not None:
+                return refusal
             if self.script:
                 return self.script.pop(0)
         return self.responder(received) if self.responder else self.default
+
+    def _schema_refusal(self, response_format: Any) -> Reply | None:
+        if not self.enforces_strict_schema or not isinstance(response_format, dict) \
+                or response_format.get("type") != "json_schema":
+            return None
+        spec = response_format.get("json_schema") or {}
+        if not spec.get("strict"):
+            return None
+        problems = strict_schema_problems(spec.get("schema"))
+        if not problems:
+            return None
+        return Reply(status=400, error_message=f"Invalid schema for response_format '{spec.get('name')}': "
+                                               + "; ".join(problems[:5]) + ".")
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

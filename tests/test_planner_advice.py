@@ -14,7 +14,7 @@ from PIL import Image
 from core.planners import PlannerUnavailable
 from core.planners.advice import MAX_SIDE, AdviceImageError, advise
 from core.settings import Settings
-from tests.openai_fake_server import FakeOpenAIServer, Reply
+from tests.openai_fake_server import FakeOpenAIServer, Reply, strict_schema_problems
 
 LABELS = ["Background", "Upper-clothes", "Face"]
 
@@ -55,8 +55,8 @@ def test_suggestions_become_advice_commands_next_to_executable_ones(server: Fake
         "reply": "A brighter, softer photo would suit it.",
         "advice": ["Brighten the whole photo a little.", "Blur the background to bring out the person."],
         "commands": [{"command": "adjust", "paras": ["brightness", 0.2, []]},
-                     {"command": "blur", "paras": [["Background"], 0.4]},
-                     {"command": "remove", "paras": [["Hat"]]}],
+                     {"command": "blur", "targets": ["Background"], "strength": 0.4},
+                     {"command": "remove", "targets": ["Hat"]}],
     }))]
     result = advise(png(2000, 1000), LABELS, settings_for(server, tmp_path))
     assert result.wire() == [
@@ -72,6 +72,7 @@ def test_suggestions_become_advice_commands_next_to_executable_ones(server: Fake
     assert request.body["model"] == "vision-model"
     schema = request.response_format["json_schema"]["schema"]
     assert set(schema["required"]) == {"reply", "advice", "commands"}
+    assert strict_schema_problems(schema) == [] and len(server.requests) == 1
     image = sent_image(server)
     assert max(image.size) <= MAX_SIDE and image.size == (768, 384)
     assert any("Upper-clothes" in str(m["content"]) for m in request.messages[:3])

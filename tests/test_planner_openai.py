@@ -32,10 +32,13 @@ from tests.openai_fake_server import (
     Reply,
     rate_limited,
     server_error,
+    strict_schema_problems,
 )
 
 LABELS = ["Background", "Hair", "Upper-clothes", "Face"]
 WHITE_SHIRT = {"command": "recolor", "paras": [["Upper-clothes"], "white"]}
+#: WHITE_SHIRT as a model under the strict schema writes it: paras by name.
+WHITE_SHIRT_NAMED = {"command": "recolor", "targets": ["Upper-clothes"], "color": "white"}
 
 
 def structured(reply: str, *commands: dict[str, Any]) -> Reply:
@@ -107,15 +110,17 @@ def test_the_sdk_parses_the_fakes_completions_streams_and_errors_strictly(server
 
 def test_the_schema_the_server_received_lists_exactly_this_images_labels(
         server: FakeOpenAIServer, planner: OpenAIPlanner) -> None:
-    server.script = [structured("I will make the shirt white.", WHITE_SHIRT)]
+    server.script = [structured("I will make the shirt white.", WHITE_SHIRT_NAMED)]
     result = planner.plan("make the shirt white", labels=LABELS)
     assert result.wire() == [WHITE_SHIRT]
     assert result.reply == "I will make the shirt white."
+    assert len(server.requests) == 1  # the fake, like OpenAI, refuses schemas outside the strict subset
 
     response_format = server.requests[0].response_format
     assert response_format["type"] == "json_schema"
     assert response_format["json_schema"]["strict"] is True
     schema = response_format["json_schema"]["schema"]
+    assert strict_schema_problems(schema) == []
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert set(schema["required"]) == set(schema["properties"]) == {"reply", "commands"}
     assert schema["properties"]["commands"]["type"] == "array"
@@ -123,10 +128,61 @@ def test_the_schema_the_server_received_lists_exactly_this_images_labels(
     assert enums and all(sorted(enum) == sorted(LABELS) for enum in enums)
 
 
+def commands_offered(schema: dict[str, Any]) -> set[str]:
+    return {c["properties"]["command"]["enum"][0] for c in schema["properties"]["commands"]["items"]["anyOf"]}
+
+
 def test_face_commands_are_only_offered_when_the_image_has_a_face() -> None:
-    without_face = json.dumps(api_schema(["Background"]))
-    assert '"const": "face"' not in without_face and '"const": "change"' in without_face
-    assert '"const": "face"' in json.dumps(api_schema(["Background", "Face"]))
+    assert "face" not in commands_offered(api_schema(["Background"]))
+    assert "change" in commands_offered(api_schema(["Background"]))
+    assert "face" in commands_offered(api_schema(["Background", "Face"]))
+
+
+def test_the_fake_refuses_a_schema_outside_the_strict_subset_as_openai_does(server: FakeOpenAIServer) -> None:
+    from core.prompting import json_schema
+
+    positional = {k: v for k, v in json_schema(LABELS).items() if k not in ("$schema", "title")}
+    old = {"type": "object", "properties": {"reply": {"type": "string"}, "commands": positional},
+           "required": ["reply", "commands"], "additionalProperties": False}
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="prefixItems"):
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}],
+                                       response_format={"type": "json_schema", "json_schema": {
+                                           "name": "old", "strict": True, "schema": old}})
+    assert any("paras[]: a schema must be an object, not False" in p for p in strict_schema_problems(old))
+    assert any("const" in p for p in strict_schema_problems(old))
+
+
+def test_named_answers_become_wire_commands_and_are_still_validated(
+        server: FakeOpenAIServer, planner: OpenAIPlanner) -> None:
+    server.script = [structured("Done.",
+                                {"command": "blur", "targets": ["Background"], "strength": 0.5},
+                                {"command": "adjust", "property": "warmth", "amount": -0.3, "targets": []},
+                                {"command": "recolor", "targets": ["Skin"], "color": "white"},
+                                {"command": "blur", "targets": ["Background"], "strength": 0},
+                                {"command": "recolor", "targets": ["Hair"], "color": "qqq"},
+                                {"command": "face", "prompt": "smile", "model": "../../etc/passwd"},
+                                {"command": "change", "targets": ["Hair"]},
+                                WHITE_SHIRT)]
+    result = planner.plan("soften it", labels=LABELS)
+    assert result.wire() == [{"command": "blur", "paras": [["Background"], 0.5]},
+                             {"command": "adjust", "paras": ["warmth", -0.3, []]},
+                             WHITE_SHIRT]
+    reasons = [r.reason for r in result.rejections]
+    assert len(reasons) == 5
+    assert "no 'Skin'" in reasons[0]
+    assert "outside (0, 1]" in reasons[1]
+    assert "not a colour" in reasons[2]
+    assert "unexpected fields model" in reasons[3]
+    assert "takes 2 parameter(s)" in reasons[4]
+
+
+def test_a_streamed_named_answer_becomes_wire_commands(server: FakeOpenAIServer, planner: OpenAIPlanner) -> None:
+    server.script = [Reply(content=json.dumps({"reply": "White it is.", "commands": [WHITE_SHIRT_NAMED]}),
+                           chunk_chars=4)]
+    *deltas, final = planner.plan_stream("make the shirt white", labels=LABELS)
+    assert "".join(deltas) == final.reply == "White it is."
+    assert final.wire() == [WHITE_SHIRT]
 
 
 def test_commands_outside_the_contract_are_rejected_with_reasons(

@@ -6,11 +6,21 @@ backoff, honouring ``Retry-After``). Two ways to get commands out of a model:
 
 - ``json_schema``: structured output with a strict JSON Schema generated from the rules
   and this image's labels, so a server that enforces it cannot name a part the image
-  lacks. OpenAI's strict mode wants an object at the top level, so the command array of
-  :func:`core.prompting.json_schema` travels wrapped as ``{"reply": str, "commands": [...]}``
-  (the labels enum unchanged); ``reply`` is the sentence shown to the person.
+  lacks. The schema is :func:`core.prompting.openai_strict_schema`, in the subset of JSON
+  Schema that OpenAI's strict mode accepts: an object ``{"reply": str, "commands": [...]}``
+  whose commands carry their paras *by name* (``{"command": "blur", "targets": [...],
+  "strength": 0.5}``), because positional tuples need ``prefixItems``/``items: false``,
+  which strict mode refuses. The answer is turned back into the wire format with
+  :func:`core.prompting.named_to_wire` and then validated like any planner's.
 - ``prompt``: the system prompt asks for a JSON array after a sentence of prose and
   :func:`core.commands.extract_commands` finds it, for servers without structured output.
+
+One schema for every server: the strict subset is plain JSON Schema (objects, arrays,
+``enum``, ``anyOf``, anchored ``pattern``, numeric bounds), which vLLM (xgrammar,
+guidance), Ollama and llama.cpp's grammar converter take as well; sending the positional
+2020-12 schema to servers that could follow it would buy nothing (every command is
+validated afterwards either way) and would be a second request shape to keep right.
+Answers in the wire format (a server that ignored the schema) pass through unchanged.
 
 ``auto`` (the default) starts with ``json_schema`` and, when a server answers that request
 with HTTP 400/422, repeats it once the ``prompt`` way; if that works, the server and model
@@ -37,7 +47,7 @@ from core.planners.base import (
 )
 from core.planners.messages import build_messages
 from core.planners.safety import clip_conversation, refuse_overlong, result_from_reply
-from core.prompting import json_schema
+from core.prompting import named_to_wire, openai_strict_schema
 from core.rules import Rules, load_rules
 
 if TYPE_CHECKING:
@@ -56,8 +66,12 @@ _PROMPT_ONLY: set[tuple[str, str]] = set()
 _LANGUAGE_NAME = {"en": "English", "zh": "中文"}
 _STRUCTURED_NOTE = {
     "en": ('Answer with a JSON object: "reply" is one or two sentences for the person, in {language}, saying what '
-           'you will do (or why you cannot); "commands" is the array of commands.'),
-    "zh": '请回复一个 JSON 对象："reply" 是给用户的一两句话（用{language}），说明你会做什么（或为什么做不到）；"commands" 是命令数组。',
+           'you will do (or why you cannot); "commands" is the array of commands, each an object with "command" '
+           'and its paras by name (the same paras as above, e.g. {{"command": "recolor", "targets": [...], '
+           '"color": "white"}}).'),
+    "zh": ('请回复一个 JSON 对象："reply" 是给用户的一两句话（用{language}），说明你会做什么（或为什么做不到）；'
+           '"commands" 是命令数组，每个命令是一个对象，含 "command" 和按名称给出的参数（即上面的 paras，例如 '
+           '{{"command": "recolor", "targets": [...], "color": "white"}}）。'),
 }
 _ADVICE_NOTE = {
     "json_schema": {"en": '"advice" is the list of your suggestions, each a short sentence in {language}.',
@@ -80,19 +94,24 @@ class PlanningError(PlannerUnavailable):
 
 
 def api_schema(labels: Sequence[str], rules: Rules | None = None, *, advice: bool = False) -> dict[str, Any]:
-    """The strict JSON Schema sent as ``response_format``: the command array wrapped in an object.
+    """The strict JSON Schema sent as ``response_format``: :func:`core.prompting.openai_strict_schema`."""
+    return openai_strict_schema(labels, rules, advice=advice)
 
-    OpenAI's strict mode requires an object at the top level with every property required
-    and no others, so the array of :func:`core.prompting.json_schema` (this image's labels
-    as the targets' enum) becomes ``commands`` next to ``reply`` (and, for advice, a list
-    of suggestion texts that become ``advice`` commands).
+
+def wire_reply(text: str, rules: Rules | None = None) -> str:
+    """A structured answer with its named commands put back in the wire format; any other text unchanged.
+
+    Only the shape changes (:func:`core.prompting.named_to_wire`); whether a command is
+    valid is for the validator to say, as for every planner.
     """
-    commands = {k: v for k, v in json_schema(labels, rules).items() if k not in ("$schema", "title")}
-    properties: dict[str, Any] = {"reply": {"type": "string"}}
-    if advice:
-        properties["advice"] = {"type": "array", "items": {"type": "string"}}
-    properties["commands"] = commands
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if not isinstance(value, dict) or not isinstance(value.get("commands"), list):
+        return text
+    value["commands"] = [named_to_wire(item, rules) for item in value["commands"]]
+    return json.dumps(value, ensure_ascii=False)
 
 
 def make_client(settings: Settings) -> openai.OpenAI:
@@ -217,7 +236,8 @@ class OpenAIPlanner:
             raise self._error(exc) from None
         finally:
             stream.close()
-        yield result_from_reply("".join(parts), labels, request=request, language=language, rules=self.rules)
+        yield result_from_reply(wire_reply("".join(parts), self.rules), labels, request=request, language=language,
+                                rules=self.rules)
 
     # -- shared with advice ------------------------------------------------------------------
 
@@ -229,7 +249,8 @@ class OpenAIPlanner:
             raise PlanningError(f"The server at {self.where} answered with no message.")
         message = response.choices[0].message
         text = message.content or getattr(message, "refusal", None) or ""
-        return result_from_reply(text, labels, request=request, language=language, rules=self.rules)
+        return result_from_reply(wire_reply(text, self.rules), labels, request=request, language=language,
+                                 rules=self.rules)
 
     def mode(self) -> Mode:
         """How the next request asks for commands: structured output, or prompt + extraction."""
