@@ -73,3 +73,13 @@ def _hex_to_rgb(code: str) -> RGB:
     if len(digits) == 3:
         digits = "".join(ch * 2 for ch in digits)
     return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
+
+
+def color_words() -> list[str]:
+    """Every colour word the contract accepts, except hex codes: CSS names and the Chinese words (± 色).
+
+    The JSON Schemas and the local planner's grammar list these, so a constrained model
+    can only write colours the validator accepts.
+    """
+    words = sorted(ImageColor.colormap) + [w + s for w in COLOR_WORDS_ZH for s in ("", "色")]
+    return [w for w in words if parse_color(w)]

@@ -21,7 +21,7 @@ import json
 from collections.abc import Collection
 from typing import Any, Literal
 
-from core.colors import COLOR_WORDS_ZH, parse_color
+from core.colors import color_words
 from core.rules import CommandRule, ParaRule, Rules, load_rules
 
 Language = Literal["en", "zh"]
@@ -70,13 +70,6 @@ def command_schema(rule: CommandRule, labels: list[str], rules: Rules) -> dict[s
         "additionalProperties": False,
     }
 
-
-def color_words() -> list[str]:
-    """Every colour word the contract accepts, except hex codes: CSS names and the Chinese words (± 色)."""
-    from PIL import ImageColor
-
-    words = sorted(ImageColor.colormap) + [w + s for w in COLOR_WORDS_ZH for s in ("", "色")]
-    return [w for w in words if parse_color(w)]
 
 
 def json_schema(labels: Collection[str], rules: Rules | None = None) -> dict[str, Any]:

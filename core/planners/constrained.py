@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from core.colors import COLOR_WORDS_ZH, parse_color
+from core.colors import color_words
 from core.prompting import json_schema
 from core.rules import Rules, load_rules
 
@@ -117,13 +117,6 @@ def _text_regex(schema: dict[str, Any], max_chars: int) -> tuple[str, int]:
         raise GrammarUnsupported("A text of at most 0 characters cannot be a non-empty text.")
     return f'/"[^"\\\\{_BLANK}]{_TEXT_CHAR}{{0,{chars - 1}}}"/', 2 + 4 * chars
 
-
-def color_words() -> list[str]:
-    """Every colour word the contract accepts, except hex codes: CSS names and the Chinese words (± 色)."""
-    from PIL import ImageColor
-
-    words = sorted(ImageColor.colormap) + [w + s for w in COLOR_WORDS_ZH for s in ("", "色")]
-    return [w for w in words if parse_color(w)]
 
 
 class _Builder:
