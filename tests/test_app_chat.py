@@ -13,9 +13,16 @@ from streamlit.testing.v1 import AppTest
 from app.ui import chat
 from app.ui.samples import sample_png
 from core.settings import Settings
-from jobs.conversations import messages
+from jobs.conversations import (
+    add_message,
+    add_pending_plan,
+    messages,
+    pending_plan_job,
+    resolve_pending_plan,
+)
 from jobs.histories import start_history
 from jobs.images import store_upload
+from jobs.planning import submit_plan
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import save_preferences
@@ -171,6 +178,63 @@ def test_a_plan_job_can_be_cancelled(app_env: Services, monkeypatch: pytest.Monk
     assert services.queue.get(job.id).status is JobStatus.CANCELLED
     at.run()
     assert messages(services, history_id)[-1].content == "I cannot plan this: planning was cancelled."
+
+
+def test_a_plan_job_survives_a_reload(app_env: Services, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    services = app_env
+    save_preferences(services, {"planner": "local"})
+    monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "model"))
+    history_id = _history(services)
+    _app(history_id).chat_input(key="chat_prompt").set_value("make it warmer").run()
+    (job,) = services.queue.list(kind="plan")
+    assert pending_plan_job(services, history_id) == job.id
+    reloaded = _app(history_id)  # a new session: nothing in session_state
+    assert "Planning is queued, but no worker" in reloaded.get("progress")[0].proto.text
+    assert reloaded.chat_input(key="chat_prompt").disabled
+    reloaded.button(key=f"cancel_plan_{job.id}").click().run()
+    reloaded.run()
+    assert [(m.role, m.content) for m in messages(services, history_id)] == [
+        ("user", "make it warmer"), ("assistant", "I cannot plan this: planning was cancelled.")]
+    assert not reloaded.get("progress") and not reloaded.chat_input(key="chat_prompt").disabled
+
+
+def test_a_plan_jobs_reply_lands_exactly_once_whoever_watches_it(app_env: Services) -> None:
+    services = app_env
+    history_id = _history(services)
+    add_message(services, history_id, "user", "make the shirt white")
+    job_id = submit_plan(services, "make the shirt white", labels=["Upper-clothes"], planner="rules")
+    add_pending_plan(services, history_id, job_id)  # what the chat does for a planner that runs on a worker
+    first, second = _app(history_id), _app(history_id)  # two tabs on the same history
+    for page in (first, second):
+        assert "Planning is queued, but no worker" in page.get("progress")[0].proto.text
+    assert [m.role for m in messages(services, history_id)] == ["user"]  # the marker is not a chat message
+
+    with running_worker(services, lanes=["interactive"]):
+        assert services.queue.wait(job_id, timeout_s=60).status is JobStatus.SUCCEEDED
+    first.run()
+    second.run()
+    first.run()
+    assert not first.exception and not second.exception
+    conversation = messages(services, history_id)
+    assert [m.role for m in conversation] == ["user", "assistant"]
+    assert conversation[1].commands and conversation[1].commands[0]["command"] == "recolor"
+    assert pending_plan_job(services, history_id) is None
+    for page in (first, second):
+        assert not page.get("progress") and not page.chat_input(key="chat_prompt").disabled
+        assert any("recolor “white” on Upper-clothes" in c.label for c in page.checkbox)  # on the board
+
+
+def test_a_pending_marker_is_answered_once_and_a_gone_job_is_a_sentence(app_env: Services) -> None:
+    services = app_env
+    history_id = _history(services)
+    add_pending_plan(services, history_id, 424242)
+    assert resolve_pending_plan(services, history_id, 1, "not this one", []) is None
+    at = _app(history_id)  # job 424242 does not exist
+    assert not at.exception, at.exception
+    (reply,) = messages(services, history_id)
+    assert reply.role == "assistant" and reply.content == "I cannot plan this: the planning job is gone; ask again."
+    assert resolve_pending_plan(services, history_id, 424242, "again", []) is None
+    assert pending_plan_job(services, history_id) is None
 
 
 def test_board_items_keep_rejections_with_their_reasons() -> None:

@@ -23,7 +23,13 @@ from core.planners import (
     detect_language,
     make_planner,
 )
-from jobs.conversations import MessageRecord, add_message, messages
+from jobs.conversations import (
+    MessageRecord,
+    add_message,
+    add_pending_plan,
+    messages,
+    resolve_pending_plan,
+)
 from jobs.errors import JobNotFound
 from jobs.planning import PlanningFailed, plan_request, submit_plan
 from jobs.services import Services
@@ -31,8 +37,6 @@ from jobs.user_settings import get_preferences
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
-#: Session key of a `plan` job being watched: (job id, history id).
-PLAN_JOB = "plan_job"
 NO_COMMANDS = "(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
 
 
@@ -54,16 +58,26 @@ def board_items(result: PlanResult) -> list[dict[str, Any]]:
     return board
 
 
-def record_reply(services: Services, history_id: int, result: PlanResult) -> MessageRecord:
+def reply_of(result: PlanResult) -> tuple[str, list[dict[str, Any]]]:
+    """What the chat keeps of a plan: the reply text and its Operation Board rows."""
     board = board_items(result)
     reply = result.reply
     if not board and not result.not_understood:
         reply += "\n\n" + NO_COMMANDS
+    return reply, board
+
+
+def failure_text(sentence: str) -> str:
+    return f"I cannot plan this: {sentence}"
+
+
+def record_reply(services: Services, history_id: int, result: PlanResult) -> MessageRecord:
+    reply, board = reply_of(result)
     return add_message(services, history_id, "assistant", reply, commands=board)
 
 
 def record_failure(services: Services, history_id: int, sentence: str) -> MessageRecord:
-    return add_message(services, history_id, "assistant", f"I cannot plan this: {sentence}", commands=[])
+    return add_message(services, history_id, "assistant", failure_text(sentence), commands=[])
 
 
 def turns(history: Sequence[MessageRecord]) -> list[ChatTurn]:
@@ -87,7 +101,7 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
                                                  "or a local directory, or choose another planner in Settings.")
             return
         job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name)
-        st.session_state[PLAN_JOB] = (job_id, history_id)
+        add_pending_plan(services, history_id, job_id)  # kept with the history: a reload keeps watching the job
         return
     if name == "openai":
         _ask_streaming(services, history_id, prompt, labels, conversation, box)
@@ -141,24 +155,28 @@ def _ask_streaming(services: Services, history_id: int, prompt: str, labels: lis
 
 @st.fragment(run_every=POLL_S)
 def plan_job_panel(job_id: int, history_id: int) -> None:
-    """A `plan` job on a worker: its progress and Cancel; when it ends, its reply (or why not) joins the chat."""
+    """A `plan` job on a worker: its progress and Cancel; when it ends, its reply (or why not) joins the chat.
+
+    The job is found from the history's pending marker, so a reload (or another tab) shows
+    the same job; the reply replaces the marker once, whoever sees the end first.
+    """
     from app.ui.common import get_services
 
     services = get_services()
     try:
         job = services.queue.get(job_id)
     except JobNotFound:
-        st.session_state.pop(PLAN_JOB, None)
+        resolve_pending_plan(services, history_id, job_id, failure_text("the planning job is gone; ask again."), [])
         st.rerun(scope="app")
     if job.terminal:
-        st.session_state.pop(PLAN_JOB, None)
         planner = job.payload.get("planner", "the")
         if job.status.value == "succeeded" and job.result:
-            record_reply(services, history_id, PlanResult.from_dict(job.result))
+            content, board = reply_of(PlanResult.from_dict(job.result))
         elif job.status.value == "cancelled":
-            record_failure(services, history_id, "planning was cancelled.")
+            content, board = failure_text("planning was cancelled."), []
         else:
-            record_failure(services, history_id, job.error_message or f"the {planner} planner failed.")
+            content, board = failure_text(job.error_message or f"the {planner} planner failed."), []
+        resolve_pending_plan(services, history_id, job_id, content, board)
         st.rerun(scope="app")
     if job.status.value == "queued":
         alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))

@@ -18,7 +18,7 @@ from app.ui.samples import SAMPLES, sample_png
 from core.commands import validate_item
 from core.images import ImageRejected
 from core.rules import ParaRule, Rules, load_rules
-from jobs.conversations import messages
+from jobs.conversations import messages, pending_plan_job
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import JobNotFound
 from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
@@ -290,9 +290,9 @@ def _chat(services: Services, history_id: int, labels: list[str], image_id: int)
         for message in history:
             with st.chat_message(message.role):
                 st.markdown(message.content)
-    pending = st.session_state.get(chat.PLAN_JOB)
-    if pending is not None and pending[1] == history_id:
-        chat.plan_job_panel(*pending)
+    pending = pending_plan_job(services, history_id)
+    if pending is not None:
+        chat.plan_job_panel(pending, history_id)
     name, model = chat.planner_name(services), chat.planner_model(services)
     st.caption(f"Planner: **{name}**" + (f" · model `{model}`" if name == "openai" and model else "")
                + " (change it in Settings).")
