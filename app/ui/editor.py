@@ -20,7 +20,7 @@ from core.images import ImageRejected
 from core.rules import ParaRule, Rules, load_rules
 from jobs.conversations import messages, pending_plan_job
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
-from jobs.errors import JobNotFound
+from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
 from jobs.histories import (
     HistoryNotFound,
@@ -30,6 +30,8 @@ from jobs.histories import (
     history_steps,
     start_history,
 )
+from jobs.handlers.generate import MAX_PROMPT, submit_generate
+from jobs.handlers.swap_face import SWAP_FACE_KIND, submit_swap_face
 from jobs.images import store_upload
 from jobs.services import Services
 from jobs.user_settings import edit_params, get_preferences
@@ -37,6 +39,11 @@ from jobs.user_settings import edit_params, get_preferences
 #: Session keys of the open history; reset when another history opens.
 PER_HISTORY = ("job_id", "result_step_id", "job_notice", "board_source")
 POLL_S = 0.5
+#: What the uploaders accept (``core.images`` checks the bytes themselves).
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
+#: Session key of the `generate` job being watched.
+GENERATE_JOB = "generate_job"
+GENERATE_PROMPT = "generate_prompt_kept"
 
 
 # ---------------------------------------------------------------- opening a history
@@ -71,8 +78,8 @@ def _new_edit_sidebar(services: Services) -> None:
     with st.sidebar:
         st.subheader("New edit")
         limit_mb = services.settings.max_upload_bytes / 2**20
-        upload = st.file_uploader(f"Upload a photo (PNG, JPEG or WebP, up to {limit_mb:g} MB)",
-                                  type=["png", "jpg", "jpeg", "webp"], key="upload")
+        upload = st.file_uploader(f"Upload a photo (PNG, JPEG, WebP, BMP or TIFF, up to {limit_mb:g} MB)",
+                                  type=UPLOAD_TYPES, key="upload")
         if upload is not None and upload.file_id != st.session_state.get("uploaded_file_id"):
             st.session_state["uploaded_file_id"] = upload.file_id
             _start_from_bytes(services, upload.getvalue(), upload.name.rsplit(".", 1)[0])
@@ -84,6 +91,78 @@ def _new_edit_sidebar(services: Services) -> None:
             st.rerun()
         if st.session_state.get("upload_error"):
             st.error(st.session_state.pop("upload_error"))
+        _generate_sidebar(services)
+
+
+def _generate_sidebar(services: Services) -> None:
+    """"Start from a prompt": a `generate` (txt2img) job whose image starts a new history."""
+    st.subheader("Start from a prompt")
+    if not services.settings.base_model:
+        st.caption("Set CHATEDIT_BASE_MODEL to a Stable Diffusion model (an HF id, a local diffusers folder or a "
+                   ".safetensors file) to start a history from words instead of a photo.")
+        return
+    job_id = st.session_state.get(GENERATE_JOB)
+    if job_id is not None:
+        _generate_panel(job_id)
+        return
+    with st.form("generate", clear_on_submit=False, border=False):
+        prompt = st.text_area("Describe the picture", value=st.session_state.get(GENERATE_PROMPT, ""),
+                              key="generate_prompt", max_chars=MAX_PROMPT,
+                              placeholder="a portrait of a woman in a red coat on a snowy street")
+        go = st.form_submit_button("Generate", help=f"Text to image with {services.settings.base_model}, "
+                                                    "using your Settings (steps, guidance, seed, scheduler, LoRAs).")
+    if go:
+        try:
+            job_id = submit_generate(services, prompt.strip(), title=prompt.strip()[:80],
+                                     user_settings=edit_params(get_preferences(services)))
+        except InvalidJobRequest as exc:
+            st.error(f"{exc} Nothing was queued.")
+            return
+        st.session_state[GENERATE_JOB] = job_id
+        st.session_state[GENERATE_PROMPT] = prompt  # shown again if the job fails, to try again
+        st.rerun()
+    if st.session_state.get("generate_error"):
+        st.error(st.session_state.pop("generate_error"))
+
+
+@st.fragment(run_every=POLL_S)
+def _generate_panel(job_id: int) -> None:
+    """The `generate` job's progress and Cancel; when it succeeds its history opens, else the reason is shown."""
+    services = get_services()
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        st.session_state.pop(GENERATE_JOB, None)
+        st.rerun(scope="app")
+    if job.terminal:
+        st.session_state.pop(GENERATE_JOB, None)
+        if job.status.value == "succeeded" and job.result and job.result.get("history_id") is not None:
+            st.session_state.pop(GENERATE_PROMPT, None)
+            open_history(int(job.result["history_id"]))
+        elif job.status.value == "cancelled":
+            st.session_state["generate_error"] = "Generating was cancelled."
+        else:
+            st.session_state["generate_error"] = f"Generating failed: {job.error_message or 'no reason given'}"
+        st.rerun(scope="app")
+    _progress(services, job, "Generating")
+    if st.button("Cancel", key=f"cancel_generate_{job_id}", disabled=job.cancel_requested):
+        services.queue.cancel(job_id)
+        st.rerun(scope="fragment")
+
+
+def _progress(services: Services, job: Any, doing: str) -> None:
+    """A queued or running job's progress bar (saying so when no worker serves its lane)."""
+    if job.status.value == "queued":
+        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
+                 if job.lane in w.lanes]
+        text = f"{doing}: waiting for a worker…" if alive else (
+            f"{doing}: queued, but no worker serving the '{job.lane}' lane is alive: start one with `chatedit serve` "
+            "(or see the Status page).")
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(1.0, max(0.0, job.progress)),
+                    text=f"{doing}… {job.progress:.0%} · {job.progress_message or 'running'}"
+                    + (" · stopping…" if job.cancel_requested else ""))
 
 
 def _current_history(services: Services) -> int | None:
@@ -163,6 +242,8 @@ def render() -> None:
     label_map = segments.label_map_for(parts.record, rgb.shape[:2]) if parts.record is not None else None
     with st.expander("Selection tools (brush, eraser, click to select)", expanded=current_selection is not None):
         sel.render_tools(base.image_id, rgb, label_map)
+    with st.expander("Swap face"):
+        _swap_face(services, history_id, base)
 
     chat_col, board_col = st.columns([1, 1], gap="large")
     with chat_col:
@@ -187,6 +268,62 @@ def planning_labels(rules: Rules, parts: segments.PartsState, has_selection: boo
     if has_selection:
         labels.append(rules.selection_label)
     return labels
+
+
+# ---------------------------------------------------------------- face swap
+
+
+def face_swap_problem(services: Services) -> str | None:
+    """Which files face swap still needs, and where they go; None when both settings name something."""
+    settings = services.settings
+    if settings.face_analysis_dir and settings.face_swap_model:
+        return None
+    return ("Face swap needs two sets of models, not configured here. Put the insightface face analysis models "
+            "(for example the buffalo_l pack: its det_10g.onnx detector and w600k_r50.onnx recogniser) in one folder "
+            "and set CHATEDIT_FACE_ANALYSIS_DIR to that folder; set CHATEDIT_FACE_SWAP_MODEL to the inswapper_128.onnx "
+            "file. Then restart `chatedit serve`.")
+
+
+def _swap_face(services: Services, history_id: int, base: Any) -> None:
+    """Upload a face photo; a `swap_face` job puts its largest face on the base's largest face, as a new step."""
+    problem = face_swap_problem(services)
+    if problem is not None:
+        st.info(problem)
+        return
+    st.caption("The largest face in your photo replaces the largest face in the base image; the result appears "
+               "beside the base like an edit.")
+    face = st.file_uploader("Face photo", type=UPLOAD_TYPES, key="swap_face_upload")
+    running = st.session_state.get("job_id") is not None
+    if st.button("Swap face", key="swap_face_run", disabled=face is None or running, type="primary"):
+        assert face is not None
+        queued = start_face_swap(services, history_id, base, face.getvalue())
+        if isinstance(queued, str):
+            st.error(queued)
+            return
+        _watch(queued)
+
+
+def start_face_swap(services: Services, history_id: int, base: Any, face_photo: bytes) -> int | str:
+    """Queue a `swap_face` job from the face photo onto the base step: its id, or the sentence saying why not."""
+    try:
+        source = store_upload(services, face_photo)
+    except ImageRejected as exc:
+        return f"{exc} Nothing was queued."
+    try:
+        job_id = submit_swap_face(services, source_image_id=source.id, target_image_id=base.image_id,
+                                  history_id=history_id, parent_step_id=base.id)
+    except InvalidJobRequest as exc:
+        return f"{exc} Nothing was queued."
+    set_last_job(services, history_id, job_id)
+    return job_id
+
+
+def _watch(job_id: int) -> None:
+    """Show this job's progress where results appear (it lands there like an edit)."""
+    st.session_state["job_id"] = job_id
+    st.session_state.pop("job_notice", None)
+    st.session_state.pop("result_step_id", None)
+    st.rerun()
 
 
 # ---------------------------------------------------------------- before / after
@@ -223,7 +360,8 @@ def _images(services: Services, history_id: int, base: Any, steps: list[Any], sh
                 return
             assert result.image_id is not None
             st.image(png_of(services, result.image_id), width="stretch")
-            st.caption("Ran: " + "; ".join(command_summary(c) for c in result.commands))
+            st.caption(("Ran: " + "; ".join(command_summary(c) for c in result.commands)) if result.commands
+                       else f"Ran: {step_kind(result)}")
             r1, r2 = st.columns(2)
             if r1.button("Set as base", type="primary", key="set_base",
                          help="Continue editing from this result."):
@@ -238,11 +376,19 @@ def _images(services: Services, history_id: int, base: Any, steps: list[Any], sh
             st.info("Run commands from the Operation Board; the result appears here, beside the base.")
 
 
+def step_kind(step: Any) -> str:
+    """What made a step that has no commands (a face swap, a generated image)."""
+    generation = (step.params or {}).get("generation") or []
+    kind = generation[0].get("command") if generation and isinstance(generation[0], dict) else None
+    return {"swap_face": "face swap", "generate": "text to image"}.get(str(kind), "no commands")
+
+
 @st.fragment(run_every=POLL_S)
 def _job_panel(job_id: int) -> None:
     """The running edit: progress from the worker, Cancel; on the end, the page shows the result or the reason."""
     services = get_services()
     job = services.queue.get(job_id)
+    noun = "face swap" if job.kind == SWAP_FACE_KIND else "edit"
     if job.terminal:
         st.session_state.pop("job_id", None)
         if job.status.value == "succeeded" and job.result:
@@ -250,21 +396,11 @@ def _job_panel(job_id: int) -> None:
             notes = job.result.get("notes") or []
             st.session_state["job_notice"] = ("ok", "Done. " + " ".join(notes) if notes else "Done.")
         elif job.status.value == "cancelled":
-            st.session_state["job_notice"] = ("error", "The edit was cancelled; the base is unchanged.")
+            st.session_state["job_notice"] = ("error", f"The {noun} was cancelled; the base is unchanged.")
         else:
-            st.session_state["job_notice"] = ("error", f"The edit failed: {job.error_message or 'no reason given'}")
+            st.session_state["job_notice"] = ("error", f"The {noun} failed: {job.error_message or 'no reason given'}")
         st.rerun(scope="app")
-    if job.status.value == "queued":
-        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
-                 if job.lane in w.lanes]
-        text = "Waiting for a worker…" if alive else (
-            f"Queued, but no worker serving the '{job.lane}' lane is alive: start one with `chatedit serve` "
-            "(or see the Status page).")
-        st.progress(0.0, text=text)
-    else:
-        st.progress(min(1.0, max(0.0, job.progress)),
-                    text=f"{job.progress:.0%} · {job.progress_message or 'running'}"
-                    + (" · stopping…" if job.cancel_requested else ""))
+    _progress(services, job, noun.capitalize())
     if st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
         services.queue.cancel(job_id)
         st.rerun(scope="fragment")
@@ -389,7 +525,4 @@ def _run(services: Services, history_id: int, base: Any, commands: list[dict[str
         st.error(f"These commands cannot run: {exc}")
         return
     set_last_job(services, history_id, job_id)
-    st.session_state["job_id"] = job_id
-    st.session_state.pop("job_notice", None)
-    st.session_state.pop("result_step_id", None)
-    st.rerun()
+    _watch(job_id)

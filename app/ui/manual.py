@@ -14,6 +14,11 @@ that cannot run says why in red), then **Run selected** or **Run all**. A progre
 stops it. The result appears beside the base: **Set as base** continues from it, **Undo** goes back a step, and
 **Download PNG** saves any step with its recipe (commands and parameters) inside the file.
 
+**Start from a prompt** (sidebar, when CHATEDIT_BASE_MODEL is set): describe a picture and **Generate**; the image
+becomes the first step of a new history. **Swap face** (below the images, when CHATEDIT_FACE_ANALYSIS_DIR and
+CHATEDIT_FACE_SWAP_MODEL are set): upload a face photo and its largest face replaces the base's largest face; the
+result appears beside the base like an edit. Photos may be PNG, JPEG, WebP, BMP or TIFF.
+
 **Selection tools.** Without a segmenter, choose what to edit yourself: paint with the **Brush** (size slider;
 *Erase* mode removes), or **Click to select** a region of similar colour (tolerance slider). **Invert** and
 **Clear** work on the whole selection. Commands then target **Selection**.
@@ -22,7 +27,9 @@ stops it. The result appears beside the base: **Set as base** continues from it,
 Open one to see its tree of steps with before/after, commands and parameters; **Continue editing** opens it in the
 editor; **Re-run** queues a step's recipe again.
 
-**Settings.** Your defaults for strength, steps, guidance, seed, scheduler, ControlNet, mask blur and planner.
+**Settings.** Your defaults for strength, steps, guidance, seed, scheduler, ControlNet, mask blur, LoRAs, the
+planner and its model (openai planner), the editor backend (**auto** uses a generative model where one is
+configured; **classical** never does) and mask optimisation (snap a generative edit's region to the parts' edges).
 Precedence: a command's own value > your settings > the command's template > built-in defaults.
 
 **Status.** Whether the database answers, which workers are alive, the queue per lane, which backends are
@@ -35,14 +42,19 @@ GUIDE_ZH = """
 （无法执行的命令会用红字说明原因），然后点击**运行所选**或**全部运行**。进度条显示任务进度，**取消**可停止任务。结果显示在
 底图旁边：**设为底图**从结果继续编辑，**撤销**回到上一步，**下载 PNG** 保存任意一步，文件内含配方（命令与参数）。
 
+**从文字开始**（侧边栏，需设置 CHATEDIT_BASE_MODEL）：描述一幅画面并点击 **Generate**，生成的图片成为新编辑历史的第一步。
+**换脸**（图片下方，需设置 CHATEDIT_FACE_ANALYSIS_DIR 与 CHATEDIT_FACE_SWAP_MODEL）：上传一张人脸照片，其中最大的人脸会替换
+底图中最大的人脸，结果像编辑结果一样显示在底图旁边。照片可以是 PNG、JPEG、WebP、BMP 或 TIFF。
+
 **选区工具。** 未配置分割模型时，由你自己选择要编辑的区域：用**画笔**涂抹（可调大小；*擦除*模式去除选区），或**点击选择**
 颜色相近的区域（可调容差）。**反选**、**清除**作用于整个选区。命令的目标写作 **Selection**。
 
 **画廊。** 团队的每个编辑历史都是一张卡片（最新图片、作者、日期、步数、最近状态），可筛选。打开后可查看步骤树、前后对比、
 命令与参数；**继续编辑**在编辑器中打开；**重新运行**再次执行某一步的配方。
 
-**设置。** 你的默认参数：强度、步数、引导系数、随机种子、采样器、ControlNet、蒙版模糊与规划器。优先级：命令自带的值 >
-你的设置 > 命令模板 > 内置默认值。
+**设置。** 你的默认参数：强度、步数、引导系数、随机种子、采样器、ControlNet、蒙版模糊、LoRA、规划器及其模型（openai
+规划器）、编辑后端（**auto** 在已配置生成模型时使用它；**classical** 从不使用）与蒙版优化（让生成式编辑的区域贴合各部位的
+边缘）。优先级：命令自带的值 > 你的设置 > 命令模板 > 内置默认值。
 
 **状态。** 数据库是否可用、哪些 worker 在线、各通道的队列、已配置的后端（以及如何启用其他后端）和最近的错误，自动刷新。
 """
