@@ -14,7 +14,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app.ui.editor import UPLOAD_TYPES, face_swap_problem, start_face_swap, start_from_upload
+from app.ui.editor import (
+    UPLOAD_TYPES,
+    face_swap_problem,
+    start_face_swap,
+    start_from_upload,
+)
 from app.ui.samples import sample_png
 from core.settings import Settings
 from jobs.gallery import last_job_id

@@ -22,6 +22,8 @@ from jobs.conversations import messages, pending_plan_job
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
+from jobs.handlers.generate import MAX_PROMPT, submit_generate
+from jobs.handlers.swap_face import SWAP_FACE_KIND, submit_swap_face
 from jobs.histories import (
     HistoryNotFound,
     StepNotFound,
@@ -30,8 +32,6 @@ from jobs.histories import (
     history_steps,
     start_history,
 )
-from jobs.handlers.generate import MAX_PROMPT, submit_generate
-from jobs.handlers.swap_face import SWAP_FACE_KIND, submit_swap_face
 from jobs.images import store_upload
 from jobs.services import Services
 from jobs.user_settings import edit_params, get_preferences
