@@ -86,7 +86,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def _shot(page: object, path: Path) -> None:
     """A screenshot once every image on the page has loaded (Streamlit loads them after the layout)."""
     page.wait_for_function(  # type: ignore[attr-defined]
-        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')")
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
 
 
@@ -170,7 +171,7 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
             expect(page.get_by_role("button", name="Re-run")).to_be_visible()
             _shot(page, shots / "history.png")
 
-            for path, markers in (("settings", ["Save settings"]),
+            for path, markers in (("settings", ["Exact edits", "Mask optimisation (built-in: True)", "Save settings"]),
                                   ("status", ["Database reachable", "idle", "Exact edits"]),
                                   ("manual", ["Commands · 命令", "tonal change of the targets"])):
                 page.goto(f"{url}/{path}")
