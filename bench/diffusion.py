@@ -46,7 +46,7 @@ from tests.diffusion_support import (  # noqa: E402  (the in-memory tokenizer an
 
 
 def sd15_inpaint(tokenizer: Any) -> Any:
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     unet = UNet2DConditionModel(

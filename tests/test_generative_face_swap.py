@@ -35,7 +35,7 @@ def _save(graph: onnx.GraphProto, path: Path) -> None:
 
 
 def _detector(path: Path) -> None:
-    nodes, outputs, inits = [helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1)], [], []
+    nodes, inits = [helper.make_node("ReduceMean", ["input.1"], ["gray"], axes=[1], keepdims=1)], []
     inits.append(numpy_helper.from_array(np.array([-1, 1], np.int64), "shape_score"))
     kps_unit = np.array([-0.5, -0.4, 0.5, -0.4, 0.0, 0.0, -0.4, 0.5, 0.4, 0.5], np.float32)
     scores, boxes, kps = [], [], []

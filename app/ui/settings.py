@@ -18,7 +18,6 @@ from core.settings import Settings
 from jobs.user_settings import (
     LORA_WEIGHT_HIGH,
     LORA_WEIGHT_LOW,
-    MAX_LORAS,
     MAX_MODEL_NAME,
     PREFERENCES,
     InvalidPreferences,
