@@ -80,6 +80,14 @@ def services(settings: Settings) -> Iterator[Services]:
 
 
 @pytest.fixture
+def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
+    """The app reads its settings from the environment, as under `chatedit serve`; same database as `services`."""
+    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
+    return services
+
+
+@pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
     """Environment for `chatedit` subprocesses that use the same database and settings as the test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}

@@ -38,13 +38,6 @@ ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
 
 @pytest.fixture
-def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
-    return services
-
-
-@pytest.fixture
 def openai_env(app_env: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Services, FakeOpenAIServer]]:
     with fake_openai_server() as server:
         monkeypatch.setenv("CHATEDIT_OPENAI_BASE_URL", server.base_url)

@@ -33,13 +33,6 @@ from tests.conftest import running_worker
 ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
 
-@pytest.fixture
-def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
-    return services
-
-
 def _app(**query: str) -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=60)
     for key, value in query.items():

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.ui import selection as sel
 from app.ui.samples import SAMPLES, sample_png
 from core.rules import load_rules
-from core.settings import Settings
 from jobs.conversations import add_message, messages
 from jobs.gallery import base_step_id, list_histories
 from jobs.histories import history_steps, start_history
@@ -22,14 +20,6 @@ from jobs.user_settings import get_preferences
 from tests.conftest import running_worker
 
 ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
-
-
-@pytest.fixture
-def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
-    """The app reads its settings from the environment, as under `chatedit serve`."""
-    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
-    return services
 
 
 def _app(page: str | None = None, **query: str) -> AppTest:

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.ui.settings import available_loras, editor_rows, planner_problem
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from jobs.services import Services
 from jobs.user_settings import (
     InvalidPreferences,
@@ -19,13 +19,6 @@ from jobs.user_settings import (
 )
 
 ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
-
-
-@pytest.fixture
-def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
-    return services
 
 
 def _settings_page() -> AppTest:

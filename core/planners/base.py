@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from core.commands import Command, Rejection
+from core.describe import describe
 
 Language = Literal["en", "zh"]
 Role = Literal["user", "assistant"]
@@ -84,3 +85,24 @@ class Planner(Protocol):
 def detect_language(text: str) -> Language:
     """Chinese when the request has Chinese characters: replies follow the person's language."""
     return "zh" if _CJK.search(text) else "en"
+
+
+def say(language: Language, en: str, zh: str) -> str:
+    """The sentence in the person's language."""
+    return zh if language == "zh" else en
+
+
+def summary_reply(result: PlanResult, *, quote_clauses: bool = True) -> str:
+    """A planner's reply that lists its commands as people read them, then what it left out and why."""
+    language = result.language
+    lines = []
+    if result.commands:
+        lines.append(say(language, "Here is what I will do:", "我会这样修改："))
+        lines.extend(f"- {describe(c.to_wire(), language)}" for c in result.commands)
+    elif not result.not_understood and not result.rejections:
+        lines.append(say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
+    for item in result.not_understood:
+        quoted = quote_clauses and item.clause not in item.reason
+        lines.append(f"\"{item.clause}\": {item.reason}" if quoted else item.reason)
+    lines.extend(rejection.reason for rejection in result.rejections)
+    return "\n".join(lines)

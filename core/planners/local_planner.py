@@ -15,9 +15,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.commands import CommandsNotFound, extract_commands, validate
-from core.describe import describe
-from core.planners.base import ChatTurn, Language, NotUnderstood, PlannerUnavailable, PlanResult, detect_language
-from core.planners.constrained import INSTALL_HINT, CommandGrammar, GrammarConstraint, command_grammar, complete_prefix
+from core.planners.base import (
+    ChatTurn,
+    Language,
+    NotUnderstood,
+    PlannerUnavailable,
+    PlanResult,
+    detect_language,
+    say,
+    summary_reply,
+)
+from core.planners.constrained import (
+    INSTALL_HINT,
+    CommandGrammar,
+    GrammarConstraint,
+    command_grammar,
+    complete_prefix,
+)
 from core.planners.messages import build_messages
 from core.rules import Rules, load_rules
 
@@ -163,7 +177,7 @@ class LocalPlanner:
         text, cut = complete_prefix(generation.text) if generation.truncated else (generation.text, False)
         not_understood = []
         if cut:
-            not_understood.append(NotUnderstood(generation.text[-80:], _say(
+            not_understood.append(NotUnderstood(generation.text[-80:], say(
                 language, f"The model's answer ran past {generation.tokens} tokens; only its finished commands are kept.",
                 f"模型的回答超过了 {generation.tokens} 个 token；只保留了完整的命令。")))
         try:
@@ -174,22 +188,8 @@ class LocalPlanner:
         outcome = validate(items, labels, self.rules)
         result = PlanResult(reply="", commands=outcome.commands, rejections=outcome.rejections,
                             not_understood=not_understood, language=language)
-        result.reply = _reply(result, language)
+        result.reply = summary_reply(result, quote_clauses=False)
         return result
-
-
-def _say(language: Language, en: str, zh: str) -> str:
-    return zh if language == "zh" else en
-
-
-def _reply(result: PlanResult, language: Language) -> str:
-    lines = []
-    if result.commands:
-        lines.append(_say(language, "Here is what I will do:", "我会这样修改："))
-        lines.extend(f"- {describe(c.to_wire(), language)}" for c in result.commands)
-    lines.extend(n.reason for n in result.not_understood)
-    lines.extend(r.reason for r in result.rejections)
-    return "\n".join(lines) or _say(language, "I found nothing to change.", "我没有找到要修改的内容。")
 
 
 __all__ = ["Generation", "LocalPlanner"]

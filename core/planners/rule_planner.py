@@ -17,7 +17,6 @@ from functools import cache
 
 from core.colors import InvalidColor, parse_color
 from core.commands import validate
-from core.describe import describe
 from core.planners import lexicon as lx
 from core.planners.base import (
     ChatTurn,
@@ -25,6 +24,8 @@ from core.planners.base import (
     NotUnderstood,
     PlanResult,
     detect_language,
+    say,
+    summary_reply,
 )
 from core.rules import Rules, load_rules
 
@@ -107,7 +108,7 @@ class RulePlanner:
     def plan(self, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = ()) -> PlanResult:
         language = detect_language(request)
         if len(request) > 4 * self.rules.text_max_length:
-            reason = _say(language, f"The request is {len(request)} characters long; please keep it under "
+            reason = say(language, f"The request is {len(request)} characters long; please keep it under "
                                     f"{4 * self.rules.text_max_length}.",
                           f"请求有 {len(request)} 个字符，请控制在 {4 * self.rules.text_max_length} 个以内。")
             return PlanResult(reply=reason, not_understood=[NotUnderstood(request[:80], reason)], language=language)
@@ -120,7 +121,7 @@ class RulePlanner:
         not_understood = [NotUnderstood(c.text, c.problem) for c in clauses if c.problem]
         result = PlanResult(reply="", commands=outcome.commands, rejections=outcome.rejections,
                             not_understood=not_understood, language=language)
-        result.reply = _reply(result, language)
+        result.reply = summary_reply(result)
         return result
 
     def _clauses(self, request: str) -> list[Clause]:
@@ -208,7 +209,7 @@ class _Reader:
         self.clause.items.append({"command": command, "paras": list(paras)})
 
     def _problem(self, en: str, zh: str) -> None:
-        self.clause.problem = _say(self.language, en, zh)
+        self.clause.problem = say(self.language, en, zh)
 
     def _targets(self, text: str, *, allow_pronoun: bool = True) -> tuple[tuple[str, ...], list[PartMention]]:
         """Labels named in ``text`` (present ones) and the mentions of parts the image lacks."""
@@ -514,21 +515,3 @@ def _translate_zh(text: str) -> str:
 
 def _names(mentions: Sequence[PartMention]) -> str:
     return ", ".join(dict.fromkeys(label for m in mentions for label in (m.labels or m.missing)))
-
-
-def _say(language: Language, en: str, zh: str) -> str:
-    return zh if language == "zh" else en
-
-
-def _reply(result: PlanResult, language: Language) -> str:
-    lines = []
-    if result.commands:
-        lines.append(_say(language, "Here is what I will do:", "我会这样修改："))
-        lines.extend(f"- {describe(c.to_wire(), language)}" for c in result.commands)
-    elif not result.not_understood:
-        lines.append(_say(language, "I found nothing to change.", "我没有找到要修改的内容。"))
-    for item in result.not_understood:
-        lines.append(item.reason if item.clause in item.reason else f"\"{item.clause}\": {item.reason}")
-    for rejection in result.rejections:
-        lines.append(rejection.reason)
-    return "\n".join(lines)
