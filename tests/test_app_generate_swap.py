@@ -81,7 +81,7 @@ def test_start_from_a_prompt_queues_a_generate_job_shows_progress_and_opens_its_
     (job,) = services.queue.list(kind="generate")
     assert job.lane == "gpu" and job.payload["prompt"] == "a lighthouse at dusk"
     assert job.payload["user_settings"] == {"steps": 12, "seed": 7}  # the person's parameters, not the planner
-    assert "Generating: queued, but no worker serving the 'gpu' lane" in at.get("progress")[0].proto.text
+    assert "Generating is queued, but no worker serving the 'gpu' lane" in at.get("progress")[0].proto.text
 
     # The worker's answer: the generated image is the root of a new history.
     made = start_history(services, store_upload(services, sample_png("Sunset landscape")).id,
@@ -142,7 +142,7 @@ def test_swap_face_queues_its_job_on_the_base_and_the_result_lands_like_an_edit(
     assert job.lane == "gpu" and job.payload["target_image_id"] == base.image_id
     assert job.payload["history_id"] == history_id and job.payload["parent_step_id"] == base_id
     at = _app(history=str(history_id))  # the page watches the history's newest job, as after a reload
-    assert "Face swap: queued, but no worker serving the 'gpu' lane" in at.get("progress")[0].proto.text
+    assert "Face swap is queued, but no worker serving the 'gpu' lane" in at.get("progress")[0].proto.text
 
     # The worker's answer, as jobs/handlers/swap_face.py records it: a step without commands.
     swapped = store_upload(services, sample_png("Still life"))

@@ -160,7 +160,7 @@ def plan_job_panel(job_id: int, history_id: int) -> None:
     The job is found from the history's pending marker, so a reload (or another tab) shows
     the same job; the reply replaces the marker once, whoever sees the end first.
     """
-    from app.ui.common import get_services
+    from app.ui.common import get_services, job_progress
 
     services = get_services()
     try:
@@ -178,17 +178,7 @@ def plan_job_panel(job_id: int, history_id: int) -> None:
             content, board = failure_text(job.error_message or f"the {planner} planner failed."), []
         resolve_pending_plan(services, history_id, job_id, content, board)
         st.rerun(scope="app")
-    if job.status.value == "queued":
-        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
-                 if job.lane in w.lanes]
-        text = f"Waiting for a worker to run the {job.payload.get('planner')} planner…" if alive else (
-            f"Planning is queued, but no worker serving the '{job.lane}' lane is alive: start one with "
-            "`chatedit serve` (or see the Status page).")
-        st.progress(0.0, text=text)
-    else:
-        st.progress(min(1.0, max(0.0, job.progress)),
-                    text=f"Planning… {job.progress:.0%} · {job.progress_message or 'running'}"
-                    + (" · stopping…" if job.cancel_requested else ""))
+    job_progress(services, job, "Planning")
     if st.button("Cancel", key=f"cancel_plan_{job_id}", disabled=job.cancel_requested):
         services.queue.cancel(job_id)
         st.rerun(scope="fragment")

@@ -92,3 +92,18 @@ def when(value: Any) -> str:
 
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/cancel:"}
+
+
+def job_progress(services: Services, job: Any, doing: str) -> None:
+    """A queued or running job's progress bar; a queued one says so when no worker serves its lane."""
+    if job.status.value == "queued":
+        heartbeat = max(15.0, 3 * services.settings.worker_heartbeat_seconds)
+        alive = [w for w in services.queue.workers(alive_within_s=heartbeat) if job.lane in w.lanes]
+        text = f"{doing}: waiting for a worker…" if alive else (
+            f"{doing} is queued, but no worker serving the '{job.lane}' lane is alive: start one with "
+            "`chatedit serve` (or see the Status page).")
+        st.progress(0.0, text=text)
+    else:
+        st.progress(min(1.0, max(0.0, job.progress)),
+                    text=f"{doing}… {job.progress:.0%} · {job.progress_message or 'running'}"
+                    + (" · stopping…" if job.cancel_requested else ""))

@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.ui import chat, segments
 from app.ui import selection as sel
-from app.ui.common import command_summary, get_services, png_of, rgb_of
+from app.ui.common import command_summary, get_services, job_progress, png_of, rgb_of
 from app.ui.samples import SAMPLES, sample_png
 from core.commands import validate_item
 from core.images import ImageRejected
@@ -144,25 +144,10 @@ def _generate_panel(job_id: int) -> None:
         else:
             st.session_state["generate_error"] = f"Generating failed: {job.error_message or 'no reason given'}"
         st.rerun(scope="app")
-    _progress(services, job, "Generating")
+    job_progress(services, job, "Generating")
     if st.button("Cancel", key=f"cancel_generate_{job_id}", disabled=job.cancel_requested):
         services.queue.cancel(job_id)
         st.rerun(scope="fragment")
-
-
-def _progress(services: Services, job: Any, doing: str) -> None:
-    """A queued or running job's progress bar (saying so when no worker serves its lane)."""
-    if job.status.value == "queued":
-        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
-                 if job.lane in w.lanes]
-        text = f"{doing}: waiting for a worker…" if alive else (
-            f"{doing}: queued, but no worker serving the '{job.lane}' lane is alive: start one with `chatedit serve` "
-            "(or see the Status page).")
-        st.progress(0.0, text=text)
-    else:
-        st.progress(min(1.0, max(0.0, job.progress)),
-                    text=f"{doing}… {job.progress:.0%} · {job.progress_message or 'running'}"
-                    + (" · stopping…" if job.cancel_requested else ""))
 
 
 def _current_history(services: Services) -> int | None:
@@ -400,7 +385,7 @@ def _job_panel(job_id: int) -> None:
         else:
             st.session_state["job_notice"] = ("error", f"The {noun} failed: {job.error_message or 'no reason given'}")
         st.rerun(scope="app")
-    _progress(services, job, noun.capitalize())
+    job_progress(services, job, noun.capitalize())
     if st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
         services.queue.cancel(job_id)
         st.rerun(scope="fragment")

@@ -145,7 +145,7 @@ def chips_markdown(record: SegmentationRecord) -> str:
 @st.fragment(run_every=POLL_S)
 def progress_panel(job_id: int) -> None:
     """The segment job's progress; when it ends, the whole page runs again to show the parts."""
-    from app.ui.common import get_services
+    from app.ui.common import get_services, job_progress
 
     services = get_services()
     try:
@@ -154,16 +154,7 @@ def progress_panel(job_id: int) -> None:
         st.rerun(scope="app")
     if job.terminal:
         st.rerun(scope="app")
-    if job.status.value == "queued":
-        alive = [w for w in services.queue.workers(alive_within_s=max(15.0, 3 * services.settings.worker_heartbeat_seconds))
-                 if job.lane in w.lanes]
-        text = "Finding the parts of this image: waiting for a worker…" if alive else (
-            f"Finding the parts of this image is queued, but no worker serving the '{job.lane}' lane is alive: "
-            "start one with `chatedit serve` (or see the Status page).")
-        st.progress(0.0, text=text)
-    else:
-        st.progress(min(1.0, max(0.0, job.progress)),
-                    text=f"Finding the parts of this image… {job.progress:.0%} · {job.progress_message or 'running'}")
+    job_progress(services, job, "Finding the parts of this image")
 
 
 def render_parts(image_id: int, state: PartsState) -> Any:
