@@ -115,6 +115,16 @@ class ManualClock:
 
 
 @contextmanager
+def services_with(settings: Settings, **overrides: object) -> Iterator[Services]:
+    """Services on the same database with some settings changed (e.g. a worker configured unlike the app)."""
+    svc = Services.from_settings(settings.model_copy(update=overrides))
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@contextmanager
 def running_worker(services: Services, **kwargs: object) -> Iterator[Worker]:
     """A real worker on threads of this process (no signal handlers), stopped at the end."""
     worker = Worker(services, **kwargs)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from jobs.planning import submit_plan
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import save_preferences
-from tests.conftest import running_worker
+from tests.conftest import running_worker, services_with
 from tests.openai_fake_server import (
     FakeOpenAIServer,
     Reply,
@@ -146,12 +146,9 @@ def test_the_local_planner_runs_as_a_plan_job_with_progress_and_its_failure_is_a
     assert job.payload["planner"] == "local" and job.payload["request"] == "make it warmer"
     assert "no worker serving the 'interactive' lane is alive" in at.get("progress")[0].proto.text
     assert at.chat_input(key="chat_prompt").disabled
-    worker_services = Services.from_settings(settings.model_copy(update={"local_llm": str(tmp_path / "no-model-here")}))
-    try:
-        with running_worker(worker_services, lanes=["interactive"]):
-            assert services.queue.wait(job.id, timeout_s=120).status is JobStatus.FAILED
-    finally:
-        worker_services.close()
+    with services_with(settings, local_llm=str(tmp_path / "no-model-here")) as worker_services, \
+            running_worker(worker_services, lanes=["interactive"]):
+        assert services.queue.wait(job.id, timeout_s=120).status is JobStatus.FAILED
     at.run()
     assert not at.exception, at.exception
     last = messages(services, history_id)[-1]

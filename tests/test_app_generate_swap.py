@@ -28,7 +28,7 @@ from jobs.images import store_upload
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import save_preferences
-from tests.conftest import running_worker
+from tests.conftest import running_worker, services_with
 
 ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
@@ -103,12 +103,9 @@ def test_a_generate_job_that_fails_says_why_in_the_sidebar(
     at.text_area(key="generate_prompt").set_value("a red bicycle")
     at.sidebar.button[-1].click().run()
     (job,) = services.queue.list(kind="generate")
-    worker_services = Services.from_settings(settings.model_copy(update={"base_model": str(empty)}))
-    try:
-        with running_worker(worker_services, lanes=["gpu"]):
-            assert services.queue.wait(job.id, timeout_s=120).status is JobStatus.FAILED
-    finally:
-        worker_services.close()
+    with services_with(settings, base_model=str(empty)) as worker_services, \
+            running_worker(worker_services, lanes=["gpu"]):
+        assert services.queue.wait(job.id, timeout_s=120).status is JobStatus.FAILED
     at.run()
     assert not at.exception, at.exception
     error = at.sidebar.error[0].value

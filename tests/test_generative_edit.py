@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,13 @@ from jobs.images import image_rgb, store_array
 from jobs.queue import JobStatus
 from jobs.services import Services
 from tests.conftest import running_worker
-from tests.diffusion_support import FAST, TinyModels, build_tiny_models, generative_settings, photo
+from tests.diffusion_support import (
+    FAST,
+    TinyModels,
+    build_tiny_models,
+    generative_settings,
+    photo,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +37,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 @pytest.fixture
 def settings(tmp_path: Path, tiny_models: TinyModels) -> Settings:
     return generative_settings(tmp_path, tiny_models)
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    svc = Services.from_settings(settings)
-    upgrade(svc.database)
-    yield svc
-    svc.close()
 
 
 def _run(services: Services, request: EditRequest):
