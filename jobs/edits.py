@@ -9,11 +9,12 @@ that knows them for sure.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.commands import CommandsNotFound, extract_commands, validate
-from core.rules import load_rules
+from core.commands import Command, CommandsNotFound, extract_commands, validate
+from core.rules import Rules, load_rules
 from core.settings import Settings
 from db.models import LOCAL_USER_ID
 from jobs.errors import InvalidJobRequest
@@ -76,15 +77,25 @@ def check_shape(commands: list[dict[str, Any]]) -> None:
     Target labels are checked against every label the contract knows here; whether
     this image has them is the handler's check.
     """
-    rules = load_rules()
     if not commands:
         raise InvalidEdit("There are no commands to run.")
-    outcome = validate(commands, _string_targets(commands), rules)
+    validated_commands(commands, _string_targets(commands))
+
+
+def validated_commands(commands: list[dict[str, Any]], labels: Collection[str],
+                       rules: Rules | None = None) -> list[Command]:
+    """The commands, valid for these labels, or :class:`InvalidEdit` with every reason; advice alone is refused.
+
+    Called twice per edit: before queueing (any label passes) and by the handler (this image's labels).
+    """
+    rules = rules or load_rules()
+    outcome = validate(commands, labels, rules)
     if outcome.rejections:
         reasons = [f"Command {r.index + 1}: {r.reason}" for r in outcome.rejections]
         raise InvalidEdit(" ".join(reasons), reasons)
     if not any(rules.commands[c.command].executable for c in outcome.commands):
         raise InvalidEdit("These commands are only advice; there is nothing to run.")
+    return outcome.commands
 
 
 def _string_targets(commands: list[dict[str, Any]]) -> list[str]:

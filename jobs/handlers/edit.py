@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.commands import Command, execution_plan, resolve_params, validate
+from core.commands import Command, execution_plan, resolve_params
 from core.editing import (
     CommandRun,
     NeedsGenerativeBackend,
@@ -30,7 +30,7 @@ from core.masks import InvalidMask, MissingSelection, UnknownLabel, mask_from_pn
 from core.recipes import RECIPE_KEY, Recipe
 from core.rules import load_rules
 from jobs.context import JobContext
-from jobs.edits import EditRequest, InvalidEdit
+from jobs.edits import EditRequest, InvalidEdit, validated_commands
 from jobs.errors import JobInterrupted, PermanentError
 from jobs.histories import record_step
 from jobs.images import encode_png, get_image, image_rgb, store_encoded
@@ -58,12 +58,11 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     timings["segment_s"] = time.perf_counter() - mark
 
     # 3. Validate against this image, merge, order, and check every command can run.
-    outcome = validate(request.commands, labels, rules)
-    if outcome.rejections:
-        raise PermanentError(" ".join(f"Command {r.index + 1}: {r.reason}" for r in outcome.rejections))
-    runnable, advice = execution_plan(outcome.commands, rules)
-    if not runnable:
-        raise PermanentError("These commands are only advice; there is nothing to run.")
+    try:
+        commands = validated_commands(request.commands, labels, rules)
+    except InvalidEdit as exc:
+        raise PermanentError(str(exc)) from None
+    runnable, advice = execution_plan(commands, rules)
     # The person's "editor_backend": "classical" counts no generative backend as configured.
     classical_only = request.user_settings.get("editor_backend") == "classical"
     backends = None if classical_only else services.settings
