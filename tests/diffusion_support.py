@@ -112,7 +112,11 @@ class TinyModels:
 def build_tiny_models(root: Path, seed: int = 0) -> TinyModels:
     """Build and ``save_pretrained`` an inpainting, a base, an InstructPix2Pix pipeline and a ControlNet."""
     import torch
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionInstructPix2PixPipeline,
+        StableDiffusionPipeline,
+    )
 
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer(root / "tokenizer-src")
@@ -172,3 +176,152 @@ def generative_settings(tmp_path: Path, models: TinyModels, **overrides: Any) ->
 
 #: Person's settings that keep every run tiny: 2 steps at most 64 px.
 FAST = {"steps": 2, "max_side": 64, "face_size": 64}
+
+
+# -- single-file checkpoints in the original (LDM / A1111) layout ------------------------------------------------
+
+_LDM_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+               "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+_LDM_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _ldm_resnet(rest: str, names: dict[str, str]) -> str:
+    first, _, tail = rest.partition(".")
+    return f"{names.get(first, first)}.{tail}"
+
+
+def _ldm_unet_key(key: str, config: Any, model: str = "unet") -> str:
+    """A diffusers UNet2DConditionModel key → its name under ``model.diffusion_model.`` in an SD 1.x checkpoint.
+
+    The inverse of diffusers' ``convert_ldm_unet_checkpoint`` (which diffusers does not ship): LDM numbers its
+    ``input_blocks``/``output_blocks`` flat, ``layers_per_block`` (+1 going up) per level plus a down/upsampler.
+    """
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    top = DIFFUSERS_TO_LDM_MAPPING[model]["layers"]
+    if key in top:
+        return top[key]
+    per_level_down, per_level_up = config.layers_per_block + 1, config.layers_per_block + 1
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+        block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+        index = 1 + block * per_level_down + layer
+        return f"input_blocks.{index}.0.{_ldm_resnet(rest, _LDM_RESNET)}" if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return f"input_blocks.{1 + int(m[1]) * per_level_down + config.layers_per_block}.0.op.{m[2]}"
+    if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
+        return f"middle_block.{2 * int(m[1])}.{_ldm_resnet(m[2], _LDM_RESNET)}"
+    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
+        return f"middle_block.1.{m[1]}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+        block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+        index = block * per_level_up + layer
+        return f"output_blocks.{index}.0.{_ldm_resnet(rest, _LDM_RESNET)}" if kind == "resnets" else f"output_blocks.{index}.1.{rest}"
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        block = int(m[1])
+        has_attention = "CrossAttn" in config.up_block_types[block]
+        return f"output_blocks.{block * per_level_up + config.layers_per_block}.{2 if has_attention else 1}.conv.{m[2]}"
+    raise KeyError(f"no LDM name for UNet key {key}")
+
+
+def _ldm_controlnet_key(key: str, config: Any) -> str:
+    """A diffusers ControlNetModel key → its name under ``control_model.`` (the inverse of
+    ``convert_controlnet_checkpoint``): the UNet's encoder half plus the zero convolutions and the hint encoder."""
+    import re
+
+    if m := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(.+)", key):
+        return f"zero_convs.{m[1]}.0.{m[2]}"
+    if m := re.fullmatch(r"controlnet_mid_block\.(.+)", key):
+        return f"middle_block_out.0.{m[1]}"
+    if m := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)", key):
+        return f"input_hint_block.{2 * (int(m[1]) + 1)}.{m[2]}"
+    # conv_in/conv_out of the hint encoder are input_hint_block.0/.14: diffusers reads conv_out from index 14
+    # whatever the number of blocks (SD's hint encoder has 6), so a smaller one is written with a gap.
+    return _ldm_unet_key(key, config, "controlnet")
+
+
+def _ldm_vae_key(key: str, config: Any) -> str:
+    """A diffusers AutoencoderKL key → its name under ``first_stage_model.`` (the inverse of ``convert_ldm_vae_checkpoint``)."""
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    top = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    if key in top:
+        return top[key]
+    shortcut = {"conv_shortcut": "nin_shortcut"}
+    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"encoder.down.{m[1]}.block.{m[2]}.{_ldm_resnet(m[3], shortcut)}"
+    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
+    levels = len(config.up_block_types)
+    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+        return f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}.{_ldm_resnet(m[3], shortcut)}"
+    if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        return f"decoder.up.{levels - 1 - int(m[1])}.upsample.conv.{m[2]}"
+    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key):
+        return f"{m[1]}.mid.block_{int(m[2]) + 1}.{_ldm_resnet(m[3], shortcut)}"
+    if m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.+)\.(weight|bias)", key):
+        return f"{m[1]}.mid.attn_1.{_LDM_VAE_ATTENTION[m[2]]}.{m[3]}"
+    raise KeyError(f"no LDM name for VAE key {key}")
+
+
+def ldm_state_dict(pipe: Any) -> dict[str, Any]:
+    """An SD 1.x pipeline's UNet, VAE and CLIP text encoder as one state dict in the original LDM layout,
+    the layout of A1111 / civitai ``.safetensors`` checkpoints (``model.diffusion_model.``, ``first_stage_model.``,
+    ``cond_stage_model.transformer.text_model.``)."""
+    out: dict[str, Any] = {}
+    for key, value in pipe.unet.state_dict().items():
+        out["model.diffusion_model." + _ldm_unet_key(key, pipe.unet.config)] = value
+    for key, value in pipe.vae.state_dict().items():
+        name = _ldm_vae_key(key, pipe.vae.config)
+        if ".mid.attn_1." in name and name.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # LDM's VAE attention projections are 1×1 convolutions
+        out["first_stage_model." + name] = value
+    for key, value in pipe.text_encoder.state_dict().items():
+        out["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
+    return {k: v.detach().contiguous().clone() for k, v in out.items()}
+
+
+def ldm_controlnet_state_dict(controlnet: Any) -> dict[str, Any]:
+    """A ControlNet as an original-layout state dict (``control_model.``), as in ``control_v11p_sd15_canny.pth``."""
+    return {"control_model." + _ldm_controlnet_key(k, controlnet.config): v.detach().contiguous().clone()
+            for k, v in controlnet.state_dict().items()}
+
+
+def write_single_file_controlnet(controlnet_dir: Path, checkpoint: Path, *, config_dir: Path | None = None) -> Path:
+    """Write the ControlNet saved in ``controlnet_dir`` as one original-layout ``.safetensors`` file, and (when
+    ``config_dir`` is given) its ``config.json`` beside it."""
+    import shutil
+
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    save_file(ldm_controlnet_state_dict(ControlNetModel.from_pretrained(controlnet_dir)), str(checkpoint))
+    if config_dir is not None:
+        config_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(controlnet_dir / "config.json", config_dir / "config.json")
+    return checkpoint
+
+
+def write_single_file(pipeline_dir: Path, checkpoint: Path, *, config_dir: Path | None = None) -> Path:
+    """Write the pipeline saved in ``pipeline_dir`` as one original-layout ``.safetensors`` checkpoint, and (when
+    ``config_dir`` is given) its diffusers configs and tokenizer without any weights, as a person would download
+    them (``hf download REPO --include "*.json" "*.txt"``)."""
+    import shutil
+
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import save_file
+
+    pipe = DiffusionPipeline.from_pretrained(pipeline_dir)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    save_file(ldm_state_dict(pipe), str(checkpoint))
+    if config_dir is not None:
+        for path in pipeline_dir.rglob("*"):
+            if path.is_file() and path.suffix in {".json", ".txt"}:
+                target = config_dir / path.relative_to(pipeline_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+    return checkpoint

@@ -24,6 +24,19 @@ class ModelUnavailable(GenerationFailed):
         self.setting = setting
 
 
+class SingleFileConfigMissing(ModelUnavailable):
+    """A single-file checkpoint's diffusers configs are neither in the folder beside it nor reachable on the hub."""
+
+    def __init__(self, source: str, setting: str, config_dir: str, repo: str | None, reason: str) -> None:
+        fetch = (f'e.g. `hf download {repo} --include "*.json" "*.txt" --local-dir {config_dir}`' if repo
+                 else "the same files as in the diffusers version of the model it was fine-tuned from")
+        super().__init__(source, setting, f"{reason} A single file holds only weights: put its diffusers configs and "
+                                          f"tokenizer (model_index.json or config.json, each component's config, the "
+                                          f"tokenizer files; no weights needed) in the folder {config_dir} ({fetch}).")
+        self.config_dir = config_dir
+        self.repo = repo
+
+
 class GenerationInterrupted(Exception):
     """The run stopped early because its job must stop; the handler turns this into the job's stop."""
 

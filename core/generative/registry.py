@@ -1,7 +1,12 @@
 """The pipelines the worker has loaded: built on first use from settings, shared, kept in an LRU.
 
 Each model setting holds an HF id, a local diffusers directory or one ``.safetensors``
-file. A pipeline is loaded the first time a job needs it; a second task on the same
+file. A single file (an A1111/civitai checkpoint) holds only weights; its diffusers configs and
+tokenizer are read from the folder beside it with its name (``models/dreamshaper-inpaint/`` for
+``models/dreamshaper-inpaint.safetensors``: ``model_index.json``, each component's config, the
+tokenizer; for a ControlNet, ``config.json``), so nothing is fetched from the hub. Without that
+folder diffusers looks them up on the hub (or in the HF cache), and offline the error says
+what to put there. A pipeline is loaded the first time a job needs it; a second task on the same
 model (txt2img after img2img, ControlNet inpaint after inpaint) is made with
 ``from_pipe`` so the weights are held once. The LRU is bounded by free VRAM on CUDA
 (least recently used models go until enough is free) and by the number of models on CPU.
@@ -10,14 +15,20 @@ model (txt2img after img2img, ControlNet inpaint after inpaint) is made with
 from __future__ import annotations
 
 import gc
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from core.generative.devices import Placement, best_placement, free_vram_bytes
-from core.generative.errors import ModelNotConfigured, ModelUnavailable
+from core.generative.errors import (
+    ModelNotConfigured,
+    ModelUnavailable,
+    SingleFileConfigMissing,
+)
 from core.settings import Settings
 
 Task = Literal["inpaint", "img2img", "txt2img", "instruct"]
@@ -50,8 +61,25 @@ class ModelSource:
         return "hub"
 
     @property
+    def is_url(self) -> bool:
+        return self.value.startswith(("http://", "https://", "hf.co/", "huggingface.co/"))
+
+    @property
+    def config_dir(self) -> Path | None:
+        """Where a local single file's diffusers configs are looked for: the folder beside it named like it."""
+        if self.kind != "file" or self.is_url:
+            return None
+        return Path(self.value).expanduser().with_suffix("")
+
+    @property
     def looks_sdxl(self) -> bool:
-        """Single files carry no config; an ``xl`` in the name picks the SDXL pipeline classes."""
+        """The configs beside a single file name its pipeline class; without them an ``xl`` in the name picks SDXL."""
+        index = self.config_dir / "model_index.json" if self.config_dir else None
+        if index is not None and index.is_file():
+            try:
+                return "XL" in str(json.loads(index.read_text()).get("_class_name", ""))
+            except (OSError, ValueError):
+                pass
         return "xl" in Path(self.value).name.lower()
 
 
@@ -167,7 +195,7 @@ class PipelineRegistry:
 
         try:
             if source.kind == "file":
-                model = ControlNetModel.from_single_file(source.value, dtype=self.placement.dtype)
+                model = _from_single_file(ControlNetModel, source, "config.json", dtype=self.placement.dtype)
             else:
                 model = ControlNetModel.from_pretrained(source.value, dtype=self.placement.dtype)
         except (OSError, ValueError, EnvironmentError, TypeError, KeyError) as exc:
@@ -244,10 +272,70 @@ def _from_source(task: str, source: ModelSource, controlnet: Any, placement: Pla
     if controlnet is not None:
         kwargs["controlnet"] = controlnet
     if source.kind == "file":
-        return _single_file_class(task, source.looks_sdxl, controlnet is not None).from_single_file(source.value, **kwargs)
+        cls = _single_file_class(task, source.looks_sdxl, controlnet is not None)
+        return _from_single_file(cls, source, "model_index.json", **kwargs)
     if source.kind == "directory" and not (Path(source.value) / "model_index.json").is_file():
         raise ValueError(f"{source.value} is a folder without model_index.json (a diffusers pipeline saved with save_pretrained)")
     return _auto_class(task).from_pretrained(source.value, **kwargs)
+
+
+def _from_single_file(cls: Any, source: ModelSource, index_name: str, **kwargs: Any) -> Any:
+    """``cls.from_single_file`` with the configs from the folder beside the file, offline; else from the hub.
+
+    ``index_name`` is the file that folder must hold: ``model_index.json`` for a pipeline,
+    ``config.json`` for a single model (a ControlNet).
+    """
+    config_dir = source.config_dir
+    if config_dir is None:  # a URL: diffusers fetches the file and its configs from the hub
+        return cls.from_single_file(source.value, **kwargs)
+    path = Path(source.value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"there is no file {path}")
+    if config_dir.is_dir():
+        if not (config_dir / index_name).is_file():
+            raise ValueError(f"the folder {config_dir} beside it, where its diffusers configs are read from, "
+                             f"has no {index_name}")
+        return cls.from_single_file(str(path), config=str(config_dir), local_files_only=True, **kwargs)
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except (EntryNotFoundError, HfHubHTTPError, ConnectionError, TimeoutError) as exc:
+        raise SingleFileConfigMissing(source.value, source.setting, str(config_dir), _config_repo(path),
+                                      _reason(exc)) from exc
+
+
+def _config_repo(path: Path) -> str | None:
+    """The hub repository diffusers takes this checkpoint's configs from (it tells by tensor names and shapes);
+    only the few tensors it looks at are read. ``None`` when it cannot tell."""
+    if path.suffix != ".safetensors":
+        return None
+    from diffusers.loaders.single_file_utils import fetch_diffusers_config
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return str(fetch_diffusers_config(_LazyTensors(handle))["pretrained_model_name_or_path"])
+    except (OSError, KeyError, ValueError, SafetensorError):
+        return None
+
+
+class _LazyTensors(Mapping[str, Any]):
+    """An open safetensors file as a read-only mapping that loads a tensor only when it is looked up."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.names = handle, set(handle.keys())
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.handle.get_tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def _single_file_class(task: str, sdxl: bool, controlnet: bool) -> Any:
