@@ -53,7 +53,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -333,6 +333,7 @@ class ChatEditDeployment:
 
     def timing(self, batch: Batch) -> BatchTiming:
         import sqlalchemy as sa
+
         from jobs.queue import jobs_t
 
         c = jobs_t.c
@@ -561,22 +562,34 @@ def _run_like_pgq(coro: Any) -> None:
 # ---------------------------------------------------------------------------- the measurements
 
 
-def measure_throughput(system: System, workers: int, jobs: int, repeats: int) -> list[Drain]:
-    """`repeats` batches of `jobs`, each drained by `workers` processes that were already waiting."""
-    drains = []
-    with system.deploy() as deployment:
-        deployment.start_workers(workers)
-        for _ in range(repeats):
-            batch = deployment.enqueue_batch(jobs)
-            wait_until(lambda: deployment.unfinished() == 0, timeout_s=DRAIN_TIMEOUT_S,
-                       what=f"{jobs} jobs to finish", check=deployment.workers.check_alive)
-            timing = deployment.timing(batch)
-            if timing.done != jobs:
-                raise RuntimeError(f"{system.name}: only {timing.done} of {jobs} jobs succeeded")
-            drains.append(Drain(jobs=jobs, seconds=timing.last_done - batch.committed_at,
-                                wake_ms=max(0.0, timing.first_claim - batch.committed_at) * 1000,
-                                enqueue_s=batch.enqueue_s))
+def measure_throughput(systems: Sequence[System], workers: int, jobs: int, repeats: int) -> dict[str, list[Drain]]:
+    """`repeats` batches of `jobs` per system, each drained by `workers` processes that were already waiting.
+
+    All systems are deployed at once (idle workers cost next to nothing) and their
+    batches interleave, round by round with the order rotated, so a slow spell of this
+    shared machine falls on every system alike rather than on whichever ran then.
+    """
+    drains: dict[str, list[Drain]] = {system.name: [] for system in systems}
+    with ExitStack() as stack:
+        deployments = [(system, stack.enter_context(system.deploy())) for system in systems]
+        for _, deployment in deployments:
+            deployment.start_workers(workers)
+        for round_no in range(repeats):
+            shift = round_no % len(deployments)
+            for system, deployment in deployments[shift:] + deployments[:shift]:
+                drains[system.name].append(_drain(system, deployment, jobs))
     return drains
+
+
+def _drain(system: System, deployment: Deployment, jobs: int) -> Drain:
+    batch = deployment.enqueue_batch(jobs)
+    wait_until(lambda: deployment.unfinished() == 0, timeout_s=DRAIN_TIMEOUT_S,
+               what=f"{jobs} jobs to finish", check=deployment.workers.check_alive)
+    timing = deployment.timing(batch)
+    if timing.done != jobs:
+        raise RuntimeError(f"{system.name}: only {timing.done} of {jobs} jobs succeeded")
+    return Drain(jobs=jobs, seconds=timing.last_done - batch.committed_at,
+                 wake_ms=max(0.0, timing.first_claim - batch.committed_at) * 1000, enqueue_s=batch.enqueue_s)
 
 
 def measure_pickup(system: System, jobs: int, gap_s: float) -> list[Pickup]:
@@ -793,14 +806,16 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
         ChatEditSystem("chatedit-postgres", "postgres", args.pg_server, scratch),
         PgQueuerSystem("pgqueuer", args.pg_server, scratch, args.pgqueuer_driver),
     ]
-    results: dict[str, SystemResult] = {}
+    results = {system.name: SystemResult(system.name) for system in systems}
     probe_before = cpu_probe_ms()
+    for workers in args.worker_counts:
+        for name, drains in measure_throughput(systems, workers, args.jobs, args.repeats).items():
+            result = results[name]
+            result.drains[workers] = drains
+            samples = ", ".join(f"{d.jobs_per_s:,.0f}" for d in drains)
+            _progress(f"{name}, {workers} worker(s): {result.jobs_per_s(workers):,.0f} jobs/s ({samples})")
     for system in systems:
-        result = results[system.name] = SystemResult(system.name)
-        for workers in args.worker_counts:
-            result.drains[workers] = measure_throughput(system, workers, args.jobs, args.repeats)
-            samples = ", ".join(f"{d.jobs_per_s:,.0f}" for d in result.drains[workers])
-            _progress(f"{system.name}, {workers} worker(s): {result.jobs_per_s(workers):,.0f} jobs/s ({samples})")
+        result = results[system.name]
         result.pickups = measure_pickup(system, args.pickups, args.gap_ms / 1000)
         _progress(f"{system.name}, pickup: p50 {result.pickup_ms(0.5):.2f} ms, p99 {result.pickup_ms(0.99):.2f} ms "
                   f"(after commit: p50 {result.after_commit_ms(0.5):.2f} ms)")

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its leases.")
     worker_poll_seconds: float = Field(1.0, gt=0, description="Longest idle wait before a worker looks for jobs again.")
     worker_shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
+    worker_batch_window_seconds: float = Field(
+        0.02, ge=0, le=1.0,
+        description="A slot claims as many jobs as it expects to finish in this time (short jobs only; 0: one at a time).",
+    )
     job_max_attempts: int = Field(3, ge=1, description="Attempts per job before it fails for good.")
     retry_base_delay_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles each attempt.")
     retry_max_delay_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")

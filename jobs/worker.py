@@ -6,8 +6,15 @@ worker for the Status page) and one waker (PostgreSQL LISTEN, or SQLite's
 ``data_version`` for commits by other processes) so idle slots start a new job within
 milliseconds instead of at the next poll.
 
-SIGTERM/SIGINT: stop claiming, let running jobs finish for the grace period, then ask
-them to stop and hand them back to the queue; a second signal hands them back at once.
+Short jobs come in batches: a slot claims as many as it expects to finish within
+``CHATEDIT_WORKER_BATCH_WINDOW_SECONDS`` (judged by recent run times, so second-long GPU
+jobs are claimed one at a time) and writes their completions together with its next
+claim, one round trip per batch. A job of a kind not known to be quick settles what is
+finished and hands the rest of its batch back before it starts, so nothing waits behind it.
+
+SIGTERM/SIGINT: stop claiming, hand back claimed jobs not yet started, let running jobs
+finish for the grace period, then ask them to stop and hand them back to the queue; a
+second signal hands them back at once.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -39,6 +48,32 @@ from jobs.services import Services
 log = logging.getLogger("chatedit.worker")
 
 _SQLITE_WATCH_INTERVAL_S = 0.005
+#: Most jobs a slot claims in one statement.
+MAX_BATCH = 32
+#: Weight of the latest run time in the running mean that sizes batches (a slow job counts at once).
+_RUN_TIME_WEIGHT = 0.2
+
+
+def _running_mean(mean: float | None, sample: float) -> float:
+    return sample if mean is None else mean + _RUN_TIME_WEIGHT * (sample - mean)
+
+
+@dataclass
+class _Finished:
+    """A job that succeeded and waits to be written as such together with its batch."""
+
+    job: JobRecord
+    result: dict[str, Any] | None
+    run_ms: float
+    finished_at: float  # perf_counter
+
+
+@dataclass
+class _Slot:
+    """One slot's jobs between claim and settle: claimed in a batch but not started, and finished."""
+
+    claimed: deque[JobRecord] = field(default_factory=deque)
+    finished: list[_Finished] = field(default_factory=list)
 
 
 class Wakeup:
@@ -112,7 +147,12 @@ class Worker:
         self._force = threading.Event()
         self._last_signal_at = float("-inf")
         self._wakeup = Wakeup()
+        self.batch_window_s = s.worker_batch_window_seconds
+        self._mean_run_s: float | None = None
+        self._kind_mean_s: dict[str, float] = {}
+        #: Jobs this worker holds a lease on: claimed (perhaps not started), running, or finished but not settled.
         self._running: dict[int, StopSignals] = {}
+        self._slots: list[_Slot] = []
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.jobs_done = 0
@@ -175,12 +215,16 @@ class Worker:
                 t.join(timeout=5.0)
         clean = not any(t.is_alive() for t in slots)
         if not clean:
-            # A handler that ignores its stop signal: take its job back so another worker can run it.
+            # A handler that ignores its stop signal: settle what its slot finished, and take the
+            # rest back so another worker can run it.
+            with self._running_lock:
+                slots = list(self._slots)
+            for slot in slots:
+                self._settle(slot, lanes=())
             with self._running_lock:
                 stuck = list(self._running)
-            for job_id in stuck:
-                if self.queue.release(job_id, self.id):
-                    log.warning("job %d did not stop in time; handed back to the queue", job_id)
+            for job_id in self.queue.release(stuck, self.id):
+                log.warning("job %d did not stop in time; handed back to the queue", job_id)
         for t in self._threads:
             if not t.name.startswith("slot-"):
                 t.join(timeout=2.0)
@@ -198,30 +242,97 @@ class Worker:
 
     # ------------------------------------------------------------------ slots
 
+    def _batch_size(self) -> int:
+        """How many jobs a slot claims at once: as many as it expects to finish within the batch window.
+
+        Judged by recent run times, so a lane of second-long jobs (GPU) always claims one
+        and never holds a job another worker could start now, while a stream of
+        millisecond jobs pays one database round trip per batch instead of one per job.
+        """
+        mean = self._mean_run_s
+        if self.batch_window_s <= 0 or mean is None:
+            return 1
+        return max(1, min(MAX_BATCH, int(self.batch_window_s / max(mean, 1e-6))))
+
+    def _expected_run_s(self, kind: str) -> float:
+        """How long a job of this kind took here lately (infinite for a kind not yet seen)."""
+        return self._kind_mean_s.get(kind, float("inf"))
+
     def _slot_loop(self) -> None:
-        job: JobRecord | None = None
+        slot = _Slot()
+        with self._running_lock:
+            self._slots.append(slot)
         failures = 0
         while True:
-            if job is None:
+            if not slot.claimed:
                 if self._stop.is_set():
+                    self._settle(slot, lanes=())
                     return
                 token = self._wakeup.token()
                 try:
-                    job = self.queue.claim(self.id, self.lanes, lease_s=self.lease_s)
+                    claimed = self._settle(slot, lanes=self.lanes, limit=self._batch_size())
                     failures = 0
                 except DBAPIError as exc:
                     failures += 1
                     log.warning("claim failed (%s); retrying", exc.__class__.__name__)
                     self._stop.wait(min(5.0, 0.1 * 2**failures))
                     continue
-                if job is None:
+                if not claimed:
                     self._wakeup.wait(token, self._idle_wait_s())
-                    continue
-            elif self._stop.is_set():
-                # Claimed together with the last completion, just as the stop came: not started, so hand it back.
-                self.queue.release(job.id, self.id)
-                return
-            job = self._run(job)
+                continue
+            if self._stop.is_set():
+                # Claimed in a batch but not started: hand them back for another worker.
+                self._hand_back(list(slot.claimed))
+                slot.claimed.clear()
+                continue
+            if self._expected_run_s(slot.claimed[0].kind) > self.batch_window_s:
+                # A job that may take long: settle what is finished and hand back the jobs
+                # queued behind it in this batch, so neither waits for it.
+                self._settle(slot, lanes=())
+                self._hand_back([slot.claimed.pop() for _ in range(len(slot.claimed) - 1)][::-1])
+            self._run(slot.claimed.popleft(), slot)
+            if slot.finished and time.perf_counter() - slot.finished[0].finished_at >= self.batch_window_s:
+                self._settle(slot, lanes=())
+
+    def _settle(self, slot: _Slot, *, lanes: Sequence[str], limit: int = 1) -> list[JobRecord]:
+        """Write the slot's finished jobs as succeeded and, with ``lanes``, claim its next batch (one round trip)."""
+        finished = list(slot.finished)
+        if not finished and not lanes:
+            return []
+        try:
+            won, claimed = self.queue.settle_and_claim(
+                self.id, {f.job.id: f.result for f in finished}, lanes=lanes, lease_s=self.lease_s, limit=limit
+            )
+        except DBAPIError:
+            if lanes:
+                raise
+            # The database is unreachable: the leases will expire and the reaper queues these jobs again.
+            won, claimed = frozenset(), []
+        del slot.finished[: len(finished)]
+        with self._running_lock:
+            for f in finished:
+                self._running.pop(f.job.id, None)
+            for job in claimed:
+                self._running[job.id] = StopSignals()
+        for f in finished:
+            self._log_job(f.job, "succeeded" if f.job.id in won else "finished, but the lease was lost", f.run_ms)
+        slot.claimed.extend(claimed)
+        return claimed
+
+    def _hand_back(self, jobs: list[JobRecord]) -> None:
+        if not jobs:
+            return
+        ids = [job.id for job in jobs]
+        try:
+            released = set(self.queue.release(ids, self.id))
+        except DBAPIError:
+            released = set()
+        with self._running_lock:
+            for job_id in ids:
+                self._running.pop(job_id, None)
+        for job in jobs:
+            self._log_job(job, "handed back unstarted" if job.id in released else "not started; lease left to expire",
+                          0.0)
 
     def _idle_wait_s(self) -> float:
         try:
@@ -232,31 +343,39 @@ class Worker:
             return self.poll_s
         return max(0.0, min(self.poll_s, (due - self.queue.clock()).total_seconds()))
 
-    def _run(self, job: JobRecord) -> JobRecord | None:
-        """Run one job and settle it; returns the next job when it was claimed while settling."""
-        signals = StopSignals()
+    def _run(self, job: JobRecord, slot: _Slot) -> None:
+        """Run one job. Success waits in the slot to be settled with its batch; any other outcome is settled now."""
         with self._running_lock:
-            self._running[job.id] = signals
+            signals = self._running.setdefault(job.id, StopSignals())
         ctx = JobContext(job, self.services, self.id, signals)
         started = time.perf_counter()
-        next_job = None
+        outcome: str | None
         try:
-            outcome, next_job = self._execute(job, ctx)
+            outcome, result = self._execute(job, ctx)
         except DBAPIError as exc:
             # Settling failed (database gone?). The lease will expire and the reaper re-queues the job.
             outcome = f"unsettled ({exc.__class__.__name__}; the lease will expire and it runs again)"
         finally:
-            with self._running_lock:
-                self._running.pop(job.id, None)
             self.jobs_done += 1
-        run_ms = (time.perf_counter() - started) * 1000
+        ended = time.perf_counter()
+        run_s = ended - started
+        self._mean_run_s = _running_mean(self._mean_run_s, run_s)
+        self._kind_mean_s[job.kind] = _running_mean(self._kind_mean_s.get(job.kind), run_s)
+        if outcome is None:
+            slot.finished.append(_Finished(job, result, run_s * 1000, ended))
+            return
+        with self._running_lock:
+            self._running.pop(job.id, None)
+        self._log_job(job, outcome, run_s * 1000)
+
+    def _log_job(self, job: JobRecord, outcome: str, run_ms: float) -> None:
         waited_ms = max(0.0, (job.started_at - max(job.created_at, job.run_after)).total_seconds() * 1000) \
             if job.started_at else 0.0
         log.info("job %d %s [%s] owner=%d attempt %d/%d -> %s (ran %.1f ms, waited %.1f ms)", job.id, job.kind,
                  job.lane, job.owner_id, job.attempts, job.max_attempts, outcome, run_ms, waited_ms)
-        return next_job
 
-    def _execute(self, job: JobRecord, ctx: JobContext) -> tuple[str, JobRecord | None]:
+    def _execute(self, job: JobRecord, ctx: JobContext) -> tuple[str | None, dict[str, Any] | None]:
+        """Run the handler; returns (None, result) on success, else (outcome, None) once settled."""
         try:
             handler = self.registry.resolve(job.kind)
             ctx.check()
@@ -277,10 +396,7 @@ class Worker:
             return f"{status.value} ({type(exc).__name__}: {exc})", None
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
-        # A busy slot settles this job and claims its next one in a single transaction.
-        lanes = () if self._stop.is_set() else self.lanes
-        won, next_job = self.queue.complete_and_claim(job.id, self.id, result, lanes=lanes, lease_s=self.lease_s)
-        return ("succeeded" if won else "finished, but the lease was lost"), next_job
+        return None, result
 
     # ------------------------------------------------------------------ heartbeat, reaper, waker
 

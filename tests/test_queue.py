@@ -32,6 +32,13 @@ def _claim(queue: JobQueue, lanes: tuple[str, ...] = ("interactive",), worker: s
     return queue.claim(worker, lanes, lease_s=lease_s)
 
 
+def _add_bob(services: Services) -> None:
+    """A second person (id 2), for fairness between owners."""
+    with services.database.write() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
+                             "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+
+
 def test_a_job_runs_from_queued_to_succeeded_with_its_result(queue: JobQueue) -> None:
     job_id = queue.enqueue("noop", {"x": 1})
     assert queue.get(job_id).status is JobStatus.QUEUED
@@ -65,9 +72,7 @@ def test_higher_priority_runs_first_then_oldest(queue: JobQueue) -> None:
 
 
 def test_round_robin_between_two_owners(queue: JobQueue, services: Services) -> None:
-    with services.database.write() as conn:
-        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
-                             "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+    _add_bob(services)
     alice = [queue.enqueue("noop", {"n": i}, owner_id=1) for i in range(6)]
     bob = [queue.enqueue("noop", {"n": i}, owner_id=2) for i in range(3)]
     order = [_claim(queue).id for _ in range(9)]
@@ -75,9 +80,7 @@ def test_round_robin_between_two_owners(queue: JobQueue, services: Services) -> 
 
 
 def test_one_persons_backlog_never_starves_anothers_single_job(queue: JobQueue, services: Services) -> None:
-    with services.database.write() as conn:
-        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
-                             "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+    _add_bob(services)
     queue.enqueue_many([JobSpec("noop", owner_id=1) for _ in range(50)])
     for _ in range(10):  # alice's backlog is being worked on when bob arrives
         queue.complete(_claim(queue).id, W)
@@ -273,18 +276,48 @@ def test_queue_depth_per_lane_and_status(queue: JobQueue) -> None:
     assert counts[("gpu", "queued")] == 1
 
 
-def test_complete_and_claim_settles_one_job_and_takes_the_next_in_lane_order(queue: JobQueue) -> None:
+def test_settle_and_claim_settles_finished_jobs_and_takes_the_next_in_lane_order(queue: JobQueue) -> None:
     first = queue.enqueue("noop")
     later = queue.enqueue("noop", lane="batch")
     lanes = ("interactive", "batch")
     assert _claim(queue, lanes).id == first
-    won, nxt = queue.complete_and_claim(first, W, {"r": 1}, lanes=lanes, lease_s=30)
-    assert won and nxt is not None
-    assert (nxt.id, nxt.status, nxt.lease_owner, nxt.attempts) == (later, JobStatus.RUNNING, W, 1)
+    won, nxt = queue.settle_and_claim(W, {first: {"r": 1}}, lanes=lanes, lease_s=30)
+    assert won == {first} and [job.id for job in nxt] == [later]
+    assert (nxt[0].status, nxt[0].lease_owner, nxt[0].attempts) == (JobStatus.RUNNING, W, 1)
     assert (queue.get(first).status, queue.get(first).result) == (JobStatus.SUCCEEDED, {"r": 1})
-    assert queue.complete_and_claim(later, W, None, lanes=lanes, lease_s=30) == (True, None)
+    assert queue.settle_and_claim(W, {later: None}, lanes=lanes, lease_s=30) == ({later}, [])
+    assert queue.get(later).result is None
     again = queue.enqueue("noop")
-    won, nxt = queue.complete_and_claim(first, W, {"r": 2}, lanes=lanes, lease_s=30)
+    won, nxt = queue.settle_and_claim(W, {first: {"r": 2}}, lanes=lanes, lease_s=30)
     assert not won, "a finished job is not completed twice"
-    assert nxt is not None and nxt.id == again, "but the free worker still gets work"
+    assert [job.id for job in nxt] == [again], "but the free worker still gets work"
     assert queue.get(first).result == {"r": 1}
+
+
+def test_a_batch_claim_takes_jobs_in_claim_order_and_settles_each_with_its_own_result(
+    queue: JobQueue, services: Services
+) -> None:
+    _add_bob(services)
+    alice = [queue.enqueue("noop", {"n": n}, owner_id=1) for n in range(4)]
+    urgent = queue.enqueue("noop", priority=5, owner_id=1)
+    bob = queue.enqueue("noop", owner_id=2)
+    batch = queue.claim_many(W, ["interactive"], lease_s=30, limit=4)
+    # priority first, then round-robin between owners (bob's one job right after alice's first), then age
+    assert [job.id for job in batch] == [urgent, alice[0], bob, alice[1]]
+    assert all(job.status is JobStatus.RUNNING and job.lease_owner == W for job in batch)
+
+    results = {job.id: {"id": job.id} for job in batch}
+    results[bob] = None
+    won, more = queue.settle_and_claim(W, results, lanes=["interactive"], lease_s=30, limit=10)
+    assert won == set(results)
+    assert [job.id for job in more] == alice[2:], "the rest of the lane, no more than there is"
+    for job_id, result in results.items():
+        assert (queue.get(job_id).status, queue.get(job_id).result) == (JobStatus.SUCCEEDED, result)
+
+    queue.cancel(alice[3])  # cancel requested while it waits in the worker's batch
+    stolen = "worker-b"
+    assert queue.settle_and_claim(stolen, {alice[2]: {"x": 1}}, lanes=(), lease_s=30) == (frozenset(), [])
+    assert queue.get(alice[2]).status is JobStatus.RUNNING, "another worker cannot settle this worker's job"
+    assert sorted(queue.release([job.id for job in more], W)) == sorted(alice[2:])
+    assert (queue.get(alice[2]).status, queue.get(alice[2]).attempts) == (JobStatus.QUEUED, 0)
+    assert queue.get(alice[3]).status is JobStatus.CANCELLED, "a cancelled job handed back stays cancelled"

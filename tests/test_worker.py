@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from core.settings import Settings
 from jobs.context import JobContext
-from jobs.queue import JobStatus
+from jobs.queue import JobQueue, JobSpec, JobStatus
 from jobs.registry import HandlerRegistry
 from jobs.services import Services
 from tests.conftest import running_worker
@@ -95,3 +95,54 @@ def test_progress_is_visible_while_a_job_runs(services: Services) -> None:
             time.sleep(0.05)
     assert len([p for p in seen if 0 < p < 1]) >= 3, seen
     assert queue.get(job_id).progress == 1.0
+
+
+def _warm_up(queue: JobQueue, jobs: int = 40) -> None:
+    """Let the worker learn that noop jobs are quick (it batches only jobs it has seen finish fast)."""
+    ids = queue.enqueue_many([JobSpec("noop") for _ in range(jobs)])
+    for job_id in ids:
+        assert queue.wait(job_id, timeout_s=20).status is JobStatus.SUCCEEDED
+
+
+def test_quick_jobs_are_claimed_in_batches_and_a_slow_one_holds_none_of_them_up(services: Services) -> None:
+    queue = services.queue
+    release_slow = threading.Event()
+    registry = HandlerRegistry()
+    registry.register("slow", lambda ctx: {"released": release_slow.wait(20)})
+    with running_worker(services, lanes=["interactive"], concurrency=2, registry=registry):
+        _warm_up(queue)
+        quick = queue.enqueue_many([JobSpec("noop") for _ in range(64)])
+        finished = [queue.wait(job_id, timeout_s=20) for job_id in quick]
+        assert all(job.status is JobStatus.SUCCEEDED for job in finished)
+        claims = {job.started_at for job in finished}
+        assert len(claims) <= 16, f"64 quick jobs took {len(claims)} claims; they should come in batches"
+
+        ids = queue.enqueue_many([JobSpec("noop")] * 5 + [JobSpec("slow")] + [JobSpec("noop")] * 5)
+        before, slow, after = ids[:5], ids[5], ids[6:]
+        try:
+            for job_id in before + after:
+                job = queue.wait(job_id, timeout_s=10)
+                assert job.status is JobStatus.SUCCEEDED, "a quick job waited behind the slow one"
+            assert queue.get(slow).status is JobStatus.RUNNING
+        finally:
+            release_slow.set()
+        assert queue.wait(slow, timeout_s=20).result == {"released": True}
+
+
+def test_a_stopping_worker_hands_back_the_jobs_it_claimed_but_did_not_start(services: Services) -> None:
+    queue = services.queue
+    with running_worker(services, lanes=["interactive"]) as worker:
+        _warm_up(queue)
+        sleeper, *behind = queue.enqueue_many([JobSpec("noop", {"sleep_s": 1.5})] + [JobSpec("noop")] * 5)
+        deadline = time.monotonic() + 10
+        while queue.get(sleeper).progress == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = [queue.get(job_id) for job_id in behind]
+        assert all(job.status is JobStatus.RUNNING and job.lease_owner == worker.id for job in held), \
+            "the jobs behind the sleeper were claimed with it"
+        worker.request_stop()
+    assert queue.get(sleeper).status is JobStatus.SUCCEEDED, "the running job finished within the grace period"
+    for job_id in behind:
+        job = queue.get(job_id)
+        assert (job.status, job.attempts, job.lease_owner) == (JobStatus.QUEUED, 0, None), \
+            "claimed but never started: back in the queue, no attempt counted"
