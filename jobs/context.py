@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,13 +13,29 @@ if TYPE_CHECKING:
     from jobs.services import Services
 
 
+class Flag:
+    """A switch one thread turns on and another reads. Nothing waits on it, so unlike
+    ``threading.Event`` it needs no lock or condition (a worker makes one set per job)."""
+
+    __slots__ = ("_on",)
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def is_set(self) -> bool:
+        return self._on
+
+
 @dataclass
 class StopSignals:
     """Flags the worker sets for one running job; the handler reads them via the context."""
 
-    cancel: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    lost: threading.Event = field(default_factory=threading.Event)
+    cancel: Flag = field(default_factory=Flag)
+    release: Flag = field(default_factory=Flag)
+    lost: Flag = field(default_factory=Flag)
 
 
 class JobContext:
