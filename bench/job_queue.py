@@ -53,7 +53,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -565,18 +565,16 @@ def _run_like_pgq(coro: Any) -> None:
 def measure_throughput(systems: Sequence[System], workers: int, jobs: int, repeats: int) -> dict[str, list[Drain]]:
     """`repeats` batches of `jobs` per system, each drained by `workers` processes that were already waiting.
 
-    All systems are deployed at once (idle workers cost next to nothing) and their
-    batches interleave, round by round with the order rotated, so a slow spell of this
-    shared machine falls on every system alike rather than on whichever ran then.
+    The systems take turns, round by round with the order rotated, so a slow spell of
+    this shared machine falls on every system alike rather than on whichever ran then;
+    each batch gets a fresh deployment, so no system's idle workers run beside another's.
     """
     drains: dict[str, list[Drain]] = {system.name: [] for system in systems}
-    with ExitStack() as stack:
-        deployments = [(system, stack.enter_context(system.deploy())) for system in systems]
-        for _, deployment in deployments:
-            deployment.start_workers(workers)
-        for round_no in range(repeats):
-            shift = round_no % len(deployments)
-            for system, deployment in deployments[shift:] + deployments[:shift]:
+    for round_no in range(repeats):
+        shift = round_no % len(systems)
+        for system in [*systems[shift:], *systems[:shift]]:
+            with system.deploy() as deployment:
+                deployment.start_workers(workers)
                 drains[system.name].append(_drain(system, deployment, jobs))
     return drains
 

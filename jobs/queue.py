@@ -100,6 +100,11 @@ class JobRecord:
 
 
 _JOB_COLUMNS = [jobs_t.c[f.name] for f in JobRecord.__dataclass_fields__.values()]
+#: What an enqueue writes besides the fair rank (the rest stays NULL until the job runs).
+_ENQUEUE_COLUMNS = [jobs_t.c[name] for name in (
+    "kind", "lane", "payload", "priority", "owner_id", "status", "attempts", "max_attempts", "run_after",
+    "cancel_requested", "progress", "created_at", "updated_at", "retry_of",
+)]
 
 
 @dataclass(frozen=True)
@@ -234,17 +239,44 @@ class JobQueue:
         return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, retry_of: int | None = None) -> list[int]:
-        """Queue several jobs in one transaction, with one INSERT for the batch; returns their ids in order."""
+        """Queue several jobs in one transaction, with one INSERT for the batch; returns their ids in order.
+
+        One job on PostgreSQL (a click in the app) is one statement that ranks, inserts
+        and notifies, committed on its own: a single round trip before workers wake.
+        """
         specs = list(specs)
         if not specs:
             return []
         now = self.clock()
+        if len(specs) == 1 and self.database.is_postgres:
+            row = self._job_row(specs[0], now, retry_of, fair_rank=None)
+            with self.database.autocommit() as conn:
+                return [conn.execute(self._sql.enqueue_one, {f"p_{k}": v for k, v in row.items()}).scalar_one()]
         with self.database.write() as conn:
             rows = self._job_rows(conn, specs, now, retry_of)
             ids = list(conn.execute(self._sql.insert_job, rows).scalars())
             for lane in sorted({spec.lane for spec in specs}):
                 self._notify(conn, lane)
         return ids
+
+    def _job_row(self, spec: JobSpec, now: datetime, retry_of: int | None, *, fair_rank: int | None) -> dict[str, Any]:
+        """The row for a valid spec (``InvalidJobRequest`` otherwise)."""
+        if spec.lane not in JOB_LANES:
+            raise InvalidJobRequest(f"Unknown lane {spec.lane!r}; use one of {', '.join(JOB_LANES)}.", lane=spec.lane)
+        if not spec.kind or len(spec.kind) > 64:
+            raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=spec.kind)
+        attempts = self.default_max_attempts if spec.max_attempts is None else spec.max_attempts
+        if attempts < 1:
+            raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
+        row = dict(
+            kind=spec.kind, lane=spec.lane, payload=spec.payload, priority=int(spec.priority),
+            owner_id=spec.owner_id, status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts,
+            run_after=spec.run_after or now, cancel_requested=False, progress=0.0,
+            created_at=now, updated_at=now, retry_of=retry_of,
+        )
+        if fair_rank is not None:
+            row["fair_rank"] = fair_rank
+        return row
 
     def _job_rows(
         self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None
@@ -258,27 +290,14 @@ class JobQueue:
         next_rank: dict[tuple[int, str], int] = {}
         rows = []
         for spec in specs:
-            if spec.lane not in JOB_LANES:
-                raise InvalidJobRequest(f"Unknown lane {spec.lane!r}; use one of {', '.join(JOB_LANES)}.",
-                                        lane=spec.lane)
-            if not spec.kind or len(spec.kind) > 64:
-                raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=spec.kind)
-            attempts = self.default_max_attempts if spec.max_attempts is None else spec.max_attempts
-            if attempts < 1:
-                raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
             key = (spec.owner_id, spec.lane)
-            if key not in next_rank:
+            if key not in next_rank and spec.lane in JOB_LANES:
                 owner_last, lane_lowest = conn.execute(
                     self._sql.ranks, {"p_owner": spec.owner_id, "p_lane": spec.lane}
                 ).one()
                 next_rank[key] = max(0 if owner_last is None else owner_last + 1, lane_lowest or 0)
-            rows.append(dict(
-                kind=spec.kind, lane=spec.lane, payload=spec.payload, priority=int(spec.priority),
-                owner_id=spec.owner_id, status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts,
-                run_after=spec.run_after or now, fair_rank=next_rank[key], cancel_requested=False, progress=0.0,
-                created_at=now, updated_at=now, retry_of=retry_of,
-            ))
-            next_rank[key] += 1
+            rows.append(self._job_row(spec, now, retry_of, fair_rank=next_rank.get(key, 0)))
+            next_rank[key] = next_rank.get(key, 0) + 1
         return rows
 
     def get(self, job_id: int) -> JobRecord:
@@ -671,6 +690,24 @@ class _Statements:
             .scalar_subquery(),
             sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery(),
         )
+        if postgres:
+            # WITH ins AS (INSERT INTO jobs (...) SELECT :kind, ..., GREATEST(owner's last rank + 1,
+            # lane's lowest rank) RETURNING id, lane) SELECT id, pg_notify(channel, lane) FROM ins
+            owner_last = (
+                sa.select(sa.func.max(c.fair_rank) + 1)
+                .where(queued & (c.lane == p("p_lane")) & (c.owner_id == p("p_owner_id")))
+                .scalar_subquery()
+            )
+            lane_lowest = sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery()
+            rank = sa.func.greatest(sa.func.coalesce(owner_last, 0), sa.func.coalesce(lane_lowest, 0))
+            values = [sa.bindparam(f"p_{col.name}", type_=col.type) for col in _ENQUEUE_COLUMNS]
+            inserted = (
+                sa.insert(jobs_t)
+                .from_select([col.name for col in _ENQUEUE_COLUMNS] + ["fair_rank"], sa.select(*values, rank))
+                .returning(c.id, c.lane)
+                .cte("ins")
+            )
+            self.enqueue_one = sa.select(inserted.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, inserted.c.lane))
         self.next_due = sa.select(sa.func.min(c.run_after)).where(queued & c.lane.in_(p("p_lanes", expanding=True)))
 
         pick = (
