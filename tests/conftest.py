@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -24,6 +25,9 @@ from core.settings import Settings, load_settings
 from db.migrate import upgrade
 from jobs.services import Services
 from jobs.worker import Worker
+
+if TYPE_CHECKING:
+    from tests.diffusion_support import TinyModels
 
 PG_SERVER_URL = os.environ.get("CHATEDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SKIP_PG = os.environ.get("CHATEDIT_TEST_SKIP_POSTGRES") == "1"
@@ -133,3 +137,11 @@ def running_worker(services: Services, **kwargs: object) -> Iterator[Worker]:
         yield worker
     finally:
         worker.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Tiny random-weight diffusers models saved to disk, built once per test module that asks."""
+    from tests.diffusion_support import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import _streamlit_command
+from app.ui.samples import SAMPLES, sample_png
 from core.settings import load_settings
 from db.types import utcnow
 from jobs.edits import EditRequest, submit_edit
@@ -18,7 +19,6 @@ from jobs.histories import record_step, start_history
 from jobs.images import store_upload
 from jobs.services import Services
 from jobs.user_settings import InvalidPreferences, edit_params, validate_preferences
-from app.ui.samples import SAMPLES, sample_png
 
 ROOT = Path(__file__).parents[1]
 HEAVY = ("torch", "diffusers", "transformers", "onnxruntime", "peft", "accelerate")

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from core.classical import (
-    ADJUST_PROPERTIES, LARGE_REMOVAL_SHARE, OutOfRange, RemoveResult, UnknownProperty, adjust, blur,
-    feather_for, recolor, remove, removal_region,
+    ADJUST_PROPERTIES,
+    LARGE_REMOVAL_SHARE,
+    OutOfRange,
+    RemoveResult,
+    UnknownProperty,
+    adjust,
+    blur,
+    feather_for,
+    recolor,
+    removal_region,
+    remove,
 )
 from core.colors import parse_color
 from core.masks import erode, feather_band

@@ -16,12 +16,7 @@ from core.generative.loras import UnknownLora, list_loras
 from core.generative.registry import PipelineRegistry
 from core.generative.schedulers import UnknownScheduler
 from core.settings import Settings
-from tests.diffusion_support import FAST, TinyModels, build_tiny_models, generative_settings, photo, tiny_lora
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+from tests.diffusion_support import FAST, TinyModels, generative_settings, photo, tiny_lora
 
 
 @pytest.fixture(scope="module")

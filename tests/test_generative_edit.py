@@ -23,15 +23,9 @@ from tests.conftest import running_worker
 from tests.diffusion_support import (
     FAST,
     TinyModels,
-    build_tiny_models,
     generative_settings,
     photo,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
 @pytest.fixture

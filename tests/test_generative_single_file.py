@@ -30,17 +30,11 @@ from tests.conftest import running_worker
 from tests.diffusion_support import (
     FAST,
     TinyModels,
-    build_tiny_models,
     generative_settings,
     photo,
     write_single_file,
     write_single_file_controlnet,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
 @pytest.fixture(scope="module")

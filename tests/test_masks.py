@@ -9,8 +9,19 @@ import pytest
 from PIL import Image
 
 from core.masks import (
-    SELECTION, InvalidMask, MissingSelection, UnknownLabel, build_mask, dilate, erode, feather,
-    feather_band, invert, mask_from_labels, mask_from_png, mask_to_png,
+    SELECTION,
+    InvalidMask,
+    MissingSelection,
+    UnknownLabel,
+    build_mask,
+    dilate,
+    erode,
+    feather,
+    feather_band,
+    invert,
+    mask_from_labels,
+    mask_from_png,
+    mask_to_png,
 )
 
 NAMES = ("Background", "Hair", "Upper-clothes", "Face")
