@@ -102,6 +102,34 @@ def test_100_prompts_give_100_valid_command_arrays_under_the_grammar(planner: Lo
     assert len(commands) >= 5, commands
 
 
+def test_a_budget_below_the_reserve_still_closes_every_answer(planner: LocalPlanner) -> None:
+    """The closing rule, and rows that end at different steps in one batch, on the packed bitmask."""
+    import torch
+
+    budget = 40
+    assert budget < planner.grammar(LABELS).reserve
+    torch.manual_seed(0)
+    answers = planner.generate(_prompts(planner)[:16], LABELS, do_sample=True, max_new_tokens=budget)
+    assert [a.text for a in answers if a.truncated or not _valid(a.text, LABELS)] == []
+    assert len({a.tokens for a in answers}) > 1, "every row ended at the same step"
+
+
+def test_the_thread_pool_path_writes_the_same_tokens_as_the_per_row_path(planner: LocalPlanner,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where llguidance's pool has more than one thread (3 cores or more), a batch's rows go to it."""
+    import llguidance
+    import torch
+
+    prompts = _prompts(planner)[:8]
+    monkeypatch.setattr(planner.constraint, "threads", 1)
+    torch.manual_seed(3)
+    per_row = planner.generate(prompts, LABELS, do_sample=True)
+    monkeypatch.setattr(planner.constraint, "threads", 2)
+    monkeypatch.setattr(planner.constraint, "executor", llguidance.LLExecutor(2))
+    torch.manual_seed(3)
+    assert planner.generate(prompts, LABELS, do_sample=True) == per_row
+
+
 def test_the_same_prompts_unconstrained_are_mostly_invalid(planner: LocalPlanner) -> None:
     import torch
 

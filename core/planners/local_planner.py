@@ -75,6 +75,7 @@ class LocalPlanner:
         tokenizer.padding_side = "left"  # batched generation continues every row from its end
         self.eos_token_id = int(tokenizer.eos_token_id)
         self._constraint: GrammarConstraint | None = None
+        self._grammars: dict[tuple[tuple[str, ...], int, int], CommandGrammar] = {}
 
     # 1. loading ---------------------------------------------------------------------------------
     @classmethod
@@ -116,14 +117,25 @@ class LocalPlanner:
         return cls(model, tokenizer, model_id=model_id, adapter=adapter, **options)
 
     @property
+    def _n_vocab(self) -> int:
+        """The model's head rows or the tokenizer's tokens, whichever is more: every id it can write is below."""
+        return max(int(self.model.config.get_text_config().vocab_size), len(self.tokenizer))
+
+    @property
     def constraint(self) -> GrammarConstraint:
         if self._constraint is None:
-            n_vocab = max(int(self.model.config.get_text_config().vocab_size), len(self.tokenizer))
-            self._constraint = GrammarConstraint(self.tokenizer, n_vocab, self.eos_token_id)
+            self._constraint = GrammarConstraint(self.tokenizer, self._n_vocab, self.eos_token_id)
         return self._constraint
 
     def grammar(self, labels: Sequence[str]) -> CommandGrammar:
-        return command_grammar(labels, self.rules, max_commands=self.max_commands, max_text_chars=self.max_text_chars)
+        """The grammar for these labels, kept: building it (~2.5 ms) is a step's worth of a small model, every call."""
+        key = (tuple(labels), self.max_commands, self.max_text_chars)
+        if key not in self._grammars:
+            if len(self._grammars) >= 64:  # a handful of label sets per session; never grow without bound
+                self._grammars.clear()
+            self._grammars[key] = command_grammar(labels, self.rules, max_commands=self.max_commands,
+                                                  max_text_chars=self.max_text_chars)
+        return self._grammars[key]
 
     # 2. generation ------------------------------------------------------------------------------
     def prompt(self, request: str, labels: Sequence[str], conversation: Sequence[ChatTurn] = (),
@@ -132,12 +144,16 @@ class LocalPlanner:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: Sequence[str], labels: Sequence[str], *, constrained: bool = True,
-                 max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+                 max_new_tokens: int | None = None, stop_at_eos: bool = True,
                  do_sample: bool = False) -> list[Generation]:
         """Answers to chat-formatted ``prompts`` in one batch, under the grammar unless ``constrained`` is off.
 
         Planning is greedy (the same request gets the same commands); tests and the
-        benchmark sample, to walk many paths through the grammar.
+        benchmark sample, to walk many paths through the grammar. ``stop_at_eos=False``
+        runs exactly ``max_new_tokens`` steps: the benchmark's unconstrained baseline. Its
+        end token is still checked every step, as in any generation, but is an id past the
+        model's head, which it cannot write; ``min_new_tokens`` would instead add
+        transformers' MinNewTokensLengthLogitsProcessor, which costs 6-15% of a tiny model's step.
         """
         import torch
 
@@ -149,9 +165,9 @@ class LocalPlanner:
             processors.append(self.constraint.processor(self.grammar(labels), len(prompts), budget))
         sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
         with torch.inference_mode():
-            output = self.model.generate(**inputs, logits_processor=processors, max_new_tokens=budget,
-                                         min_new_tokens=min_new_tokens, **sampling,
-                                         eos_token_id=self.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
+            output = self.model.generate(**inputs, logits_processor=processors, max_new_tokens=budget, **sampling,
+                                         eos_token_id=self.eos_token_id if stop_at_eos else self._n_vocab,
+                                         pad_token_id=self.tokenizer.pad_token_id)
         answers = []
         for row in output[:, inputs["input_ids"].shape[1]:].tolist():
             tokens = [t for t in row if t not in (self.eos_token_id, self.tokenizer.pad_token_id)]
