@@ -26,6 +26,7 @@ from jobs.planning import submit_plan
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import save_preferences
+from tests.app_support import open_app
 from tests.conftest import running_worker, services_with
 from tests.openai_fake_server import (
     FakeOpenAIServer,
@@ -33,8 +34,6 @@ from tests.openai_fake_server import (
     fake_openai_server,
     server_error,
 )
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
 
 @pytest.fixture
@@ -52,14 +51,6 @@ def _history(services: Services) -> int:
     return start_history(services, store_upload(services, sample_png("Portrait")).id, title="Portrait").history_id
 
 
-def _app(history_id: int) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.query_params["history"] = str(history_id)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def _picks(at: AppTest) -> list[str]:
     return [c.label for c in at.checkbox if c.key.startswith("pick_") and not c.disabled]
 
@@ -71,7 +62,7 @@ def test_the_openai_planner_streams_its_reply_and_its_commands_reach_the_board(
         "reply": "I will brighten the photo a little.",
         "commands": [{"command": "adjust", "paras": ["brightness", 0.2, []]}]}), chunk_chars=5))
     history_id = _history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     assert any("Planner: **openai**" in c.value for c in at.caption)
     at.chat_input(key="chat_prompt").set_value("brighten it a bit").run()
     assert not at.exception, at.exception
@@ -86,7 +77,7 @@ def test_the_persons_planner_model_is_the_model_the_chat_asks(openai_env: tuple[
     services, server = openai_env
     save_preferences(services, {"planner": "openai", "planner_model": "my-own-model"})
     server.script.append(Reply(content=json.dumps({"reply": "Warmer.", "commands": []})))
-    at = _app(_history(services))
+    at = open_app(history=str(_history(services)))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     assert not at.exception, at.exception
     assert [r.body["model"] for r in server.requests] == ["my-own-model"]
@@ -98,7 +89,7 @@ def test_an_unreachable_or_failing_server_is_a_sentence_in_the_chat(
     services, server = openai_env
     server.script.extend([server_error(503)] * 4)
     history_id = _history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     assert not at.exception, at.exception
     last = messages(services, history_id)[-1]
@@ -110,13 +101,13 @@ def test_advise_puts_suggestions_on_the_board_as_advice_that_never_runs(
         openai_env: tuple[Services, FakeOpenAIServer], monkeypatch: pytest.MonkeyPatch) -> None:
     services, server = openai_env
     history_id = _history(services)
-    assert not any(b.key == "advise" for b in _app(history_id).button)  # no vision model, no button
+    assert not any(b.key == "advise" for b in open_app(history=str(history_id)).button)  # no vision model, no button
     monkeypatch.setenv("CHATEDIT_VISION_MODEL", "fake-vision")
     server.script.append(Reply(content=json.dumps({
         "reply": "Two ideas for this portrait.",
         "advice": ["The face is a little dark; brighten it."],
         "commands": [{"command": "adjust", "paras": ["brightness", 0.2, []]}]})))
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     at.button(key="advise").click().run()
     assert not at.exception, at.exception
     sent = server.requests[-1]
@@ -134,13 +125,13 @@ def test_the_local_planner_runs_as_a_plan_job_with_progress_and_its_failure_is_a
     services = app_env
     save_preferences(services, {"planner": "local"})
     history_id = _history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it brighter").run()
     last = messages(services, history_id)[-1]
     assert "CHATEDIT_LOCAL_LLM" in last.content and services.queue.list(kind="plan") == []
 
     monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "no-model-here"))
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     (job,) = services.queue.list(kind="plan")
     assert job.payload["planner"] == "local" and job.payload["request"] == "make it warmer"
@@ -161,7 +152,7 @@ def test_a_plan_job_can_be_cancelled(app_env: Services, monkeypatch: pytest.Monk
     save_preferences(services, {"planner": "local"})
     monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "model"))
     history_id = _history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     (job,) = services.queue.list(kind="plan")
     at.button(key=f"cancel_plan_{job.id}").click().run()
@@ -175,10 +166,10 @@ def test_a_plan_job_survives_a_reload(app_env: Services, monkeypatch: pytest.Mon
     save_preferences(services, {"planner": "local"})
     monkeypatch.setenv("CHATEDIT_LOCAL_LLM", str(tmp_path / "model"))
     history_id = _history(services)
-    _app(history_id).chat_input(key="chat_prompt").set_value("make it warmer").run()
+    open_app(history=str(history_id)).chat_input(key="chat_prompt").set_value("make it warmer").run()
     (job,) = services.queue.list(kind="plan")
     assert pending_plan_job(services, history_id) == job.id
-    reloaded = _app(history_id)  # a new session: nothing in session_state
+    reloaded = open_app(history=str(history_id))  # a new session: nothing in session_state
     assert "Planning is queued, but no worker" in reloaded.get("progress")[0].proto.text
     assert reloaded.chat_input(key="chat_prompt").disabled
     reloaded.button(key=f"cancel_plan_{job.id}").click().run()
@@ -194,7 +185,7 @@ def test_a_plan_jobs_reply_lands_exactly_once_whoever_watches_it(app_env: Servic
     add_message(services, history_id, "user", "make the shirt white")
     job_id = submit_plan(services, "make the shirt white", labels=["Upper-clothes"], planner="rules")
     add_pending_plan(services, history_id, job_id)  # what the chat does for a planner that runs on a worker
-    first, second = _app(history_id), _app(history_id)  # two tabs on the same history
+    first, second = open_app(history=str(history_id)), open_app(history=str(history_id))  # two tabs on the same history
     for page in (first, second):
         assert "Planning is queued, but no worker" in page.get("progress")[0].proto.text
     assert [m.role for m in messages(services, history_id)] == ["user"]  # the marker is not a chat message
@@ -219,7 +210,7 @@ def test_a_pending_marker_is_answered_once_and_a_gone_job_is_a_sentence(app_env:
     history_id = _history(services)
     add_pending_plan(services, history_id, 424242)
     assert resolve_pending_plan(services, history_id, 1, "not this one", []) is None
-    at = _app(history_id)  # job 424242 does not exist
+    at = open_app(history=str(history_id))  # job 424242 does not exist
     assert not at.exception, at.exception
     (reply,) = messages(services, history_id)
     assert reply.role == "assistant" and reply.content == "I cannot plan this: the planning job is gone; ask again."

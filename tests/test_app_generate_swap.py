@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from app.ui.editor import (
     UPLOAD_TYPES,
@@ -28,18 +27,8 @@ from jobs.images import store_upload
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import save_preferences
+from tests.app_support import open_app
 from tests.conftest import running_worker, services_with
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
-
-
-def _app(**query: str) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _history(services: Services) -> int:
@@ -54,7 +43,7 @@ def _finish(services: Services, job_id: int, result: dict) -> None:
 
 
 def test_without_models_each_entry_says_which_setting_or_files_enable_it(app_env: Services) -> None:
-    at = _app(history=str(_history(app_env)))
+    at = open_app(history=str(_history(app_env)))
     assert any("Set CHATEDIT_BASE_MODEL to a Stable Diffusion model" in c.value for c in at.sidebar.caption)
     assert not any(b.label == "Generate" for b in at.button)
     info = " ".join(i.value for i in at.info)
@@ -69,7 +58,7 @@ def test_start_from_a_prompt_queues_a_generate_job_shows_progress_and_opens_its_
     services = app_env
     monkeypatch.setenv("CHATEDIT_BASE_MODEL", str(tmp_path / "sd-model"))
     save_preferences(services, {"steps": 12, "seed": 7, "planner": "rules"})
-    at = _app()
+    at = open_app()
     at.text_area(key="generate_prompt").set_value("   ")
     at.sidebar.button[-1].click().run()  # the form's Generate
     assert "The prompt must be non-empty text" in at.sidebar.error[0].value
@@ -99,7 +88,7 @@ def test_a_generate_job_that_fails_says_why_in_the_sidebar(
     empty = tmp_path / "not-a-pipeline"
     empty.mkdir()
     monkeypatch.setenv("CHATEDIT_BASE_MODEL", str(empty))
-    at = _app()
+    at = open_app()
     at.text_area(key="generate_prompt").set_value("a red bicycle")
     at.sidebar.button[-1].click().run()
     (job,) = services.queue.list(kind="generate")
@@ -123,7 +112,7 @@ def test_swap_face_queues_its_job_on_the_base_and_the_result_lands_like_an_edit(
     monkeypatch.setenv("CHATEDIT_FACE_ANALYSIS_DIR", str(analysis))
     monkeypatch.setenv("CHATEDIT_FACE_SWAP_MODEL", str(swapper))
     history_id = _history(services)
-    at = _app(history=str(history_id))
+    at = open_app(history=str(history_id))
     assert any(b.key == "swap_face_run" and b.disabled for b in at.button)  # no face photo yet
     assert not any("CHATEDIT_FACE_SWAP_MODEL" in i.value for i in at.info)
 
@@ -138,7 +127,7 @@ def test_swap_face_queues_its_job_on_the_base_and_the_result_lands_like_an_edit(
     job = services.queue.get(job_id)
     assert job.lane == "gpu" and job.payload["target_image_id"] == base.image_id
     assert job.payload["history_id"] == history_id and job.payload["parent_step_id"] == base_id
-    at = _app(history=str(history_id))  # the page watches the history's newest job, as after a reload
+    at = open_app(history=str(history_id))  # the page watches the history's newest job, as after a reload
     assert "Face swap is queued, but no worker serving the 'gpu' lane" in at.get("progress")[0].proto.text
 
     # The worker's answer, as jobs/handlers/swap_face.py records it: a step without commands.

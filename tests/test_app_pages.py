@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
@@ -17,20 +15,8 @@ from jobs.images import image_rgb, store_upload
 from jobs.queue import JobStatus
 from jobs.services import Services
 from jobs.user_settings import get_preferences
+from tests.app_support import open_app
 from tests.conftest import running_worker
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
-
-
-def _app(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page is not None:
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _history(services: Services, name: str = "Portrait") -> int:
@@ -50,13 +36,13 @@ def _wait_for_job(at: AppTest, services: Services) -> None:
 
 
 def test_editor_without_history_asks_for_a_photo(app_env: Services) -> None:
-    at = _app()
+    at = open_app()
     assert "Upload a photo or pick a sample image" in at.info[0].value
 
 
 def test_sample_chat_run_all_set_as_base_and_undo(app_env: Services) -> None:
     services = app_env
-    at = _app()
+    at = open_app()
     at.sidebar.selectbox(key="sample_choice").select("Still life").run()
     at.sidebar.button(key="start_sample").click().run()
     history_id = int(at.query_params["history"][0] if isinstance(at.query_params["history"], list)
@@ -89,16 +75,16 @@ def test_sample_chat_run_all_set_as_base_and_undo(app_env: Services) -> None:
 def test_the_conversation_and_base_come_back_in_a_new_session(app_env: Services) -> None:
     services = app_env
     history_id = _history(services)
-    first = _app(history=str(history_id))
+    first = open_app(history=str(history_id))
     first.chat_input(key="chat_prompt").set_value("increase the contrast").run()
-    again = _app(history=str(history_id))  # a reload: a new session, the same URL
+    again = open_app(history=str(history_id))  # a reload: a new session, the same URL
     shown = [m.markdown[0].value for m in again.chat_message]
     assert shown[0] == "increase the contrast" and "contrast" in shown[1]
     assert any(c.key.startswith("pick_") for c in again.checkbox)
 
 
 def test_an_unknown_history_in_the_url_is_a_sentence(app_env: Services) -> None:
-    at = _app(history="999")
+    at = open_app(history="999")
     assert at.error[0].value.startswith("There is no edit history '999'")
 
 
@@ -110,7 +96,7 @@ def test_board_shows_the_reason_in_red_and_reacts_to_inline_edits(app_env: Servi
         {"command": "recolor", "paras": [["Hair"], "blue"], "valid": False, "reason": "no Hair here"},
         {"raw": "paint it", "valid": False, "reason": "This item is not a command object."},
     ])
-    at = _app(history=str(history_id))
+    at = open_app(history=str(history_id))
     reds = [m.value for m in at.markdown if m.value.startswith(":red[")]
     assert any("Hair" in r for r in reds) and any("not a command object" in r for r in reds)
     amount = next(n for n in at.number_input if n.label == "Amount")
@@ -123,7 +109,7 @@ def test_board_shows_the_reason_in_red_and_reacts_to_inline_edits(app_env: Servi
 def test_a_queued_edit_without_workers_says_so_and_cancel_stops_it(app_env: Services) -> None:
     services = app_env
     history_id = _history(services)
-    at = _app(history=str(history_id))
+    at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     at.button(key="run_selected").click().run()
     job_id = at.session_state["job_id"]
@@ -140,7 +126,7 @@ def test_a_failed_edit_shows_the_jobs_sentence(app_env: Services) -> None:
     history_id = _history(services)
     add_message(services, history_id, "assistant", "Changing the background.", commands=[
         {"command": "change", "paras": [["Selection"], "a beach"], "valid": True, "reason": None}])
-    at = _app(history=str(history_id))
+    at = open_app(history=str(history_id))
     at.session_state[sel.SELECTION] = np.ones(SAMPLES["Portrait"]().shape[:2], bool)
     at.session_state[sel.SELECTION_IMAGE] = history_steps(services, history_id)[0].image_id
     at.run()
@@ -153,7 +139,7 @@ def test_a_failed_edit_shows_the_jobs_sentence(app_env: Services) -> None:
 def test_brush_and_click_selection_become_the_selection_target(app_env: Services) -> None:
     services = app_env
     history_id = _history(services, "Portrait")
-    at = _app(history=str(history_id))
+    at = open_app(history=str(history_id))
     height, width = SAMPLES["Portrait"]().shape[:2]
     strokes = np.zeros((height // 2, width // 2, 4), np.uint8)
     strokes[:20, :20, 3] = 255  # the canvas is shown smaller than the image
@@ -199,14 +185,14 @@ def test_selection_arithmetic() -> None:
 def test_gallery_cards_filters_detail_rerun_and_continue(app_env: Services) -> None:
     services = app_env
     history_id = _history(services, "Sunset landscape")
-    editor = _app(history=str(history_id))
+    editor = open_app(history=str(history_id))
     editor.chat_input(key="chat_prompt").set_value("make it brighter").run()
     with running_worker(services, lanes=["interactive"]):
         editor.button(key="run_all").click().run()
         _wait_for_job(editor, services)
     other = _history(services, "Portrait")
 
-    at = _app("gallery")
+    at = open_app("gallery")
     titles = [m.value for m in at.markdown if m.value.startswith("**")]
     assert titles[:2] == ["**Portrait**", "**Sunset landscape**"]
     at.toggle(key="gallery_failures").set_value(True).run()
@@ -227,7 +213,7 @@ def test_gallery_cards_filters_detail_rerun_and_continue(app_env: Services) -> N
 
 def test_settings_are_validated_and_stored(app_env: Services) -> None:
     services = app_env
-    at = _app("settings")
+    at = open_app("settings")
     at.checkbox(key="use_steps").check()
     at.number_input(key="pref_steps").set_value(500)
     at.button[0].click().run()  # the form's submit button
@@ -245,7 +231,7 @@ def test_settings_are_validated_and_stored(app_env: Services) -> None:
 
 def test_status_shows_database_workers_queue_and_backends(app_env: Services) -> None:
     services = app_env
-    at = _app("status")
+    at = open_app("status")
     assert "No worker is alive" in at.error[0].value
     with running_worker(services, lanes=["interactive", "gpu", "batch"]):
         services.queue.wait(services.queue.enqueue("noop", {}), timeout_s=30)
@@ -261,7 +247,7 @@ def test_status_shows_database_workers_queue_and_backends(app_env: Services) -> 
 
 
 def test_manual_lists_every_command_in_english_and_chinese(app_env: Services) -> None:
-    at = _app("manual")
+    at = open_app("manual")
     table = at.table[0].value
     rules = load_rules()
     assert list(table["command"]) == rules.names

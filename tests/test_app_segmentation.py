@@ -19,6 +19,7 @@ from jobs.histories import start_history
 from jobs.images import encode_png, store_upload
 from jobs.segmentation import segment_image
 from jobs.services import Services
+from tests.app_support import open_app
 from tests.conftest import running_worker
 from tests.test_segmentation_support import (
     ID,
@@ -27,8 +28,6 @@ from tests.test_segmentation_support import (
     paint,
     person_labels,
 )
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
 
 @pytest.fixture
@@ -54,14 +53,6 @@ def _person_history(services: Services) -> tuple[int, int, np.ndarray]:
     return start_history(services, stored.id, title="Person").history_id, stored.id, truth
 
 
-def _app(history_id: int) -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.query_params["history"] = str(history_id)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def _segmented(at: AppTest, services: Services, worker_services: Services) -> None:
     (job,) = services.queue.list(kind="segment")
     with running_worker(worker_services, lanes=["interactive"]):
@@ -74,7 +65,7 @@ def test_upload_segments_as_a_job_then_chips_overlay_and_planning_use_the_real_l
         seg_env: tuple[Services, Services]) -> None:
     services, worker_services = seg_env
     history_id, image_id, _ = _person_history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     (job,) = services.queue.list(kind="segment")
     assert job.payload == {"image_id": image_id} and job.lane == "interactive"
     progress = at.get("progress")[0].proto.text
@@ -98,7 +89,7 @@ def test_upload_segments_as_a_job_then_chips_overlay_and_planning_use_the_real_l
     picks = [c for c in at.checkbox if c.key.startswith("pick_")]
     assert [c.label for c in picks if not c.disabled] == ["**recolor “blue” on Hair**"]
 
-    again = _app(history_id)  # a new session finds the cached label map at once: no second job
+    again = open_app(history=str(history_id))  # a new session finds the cached label map at once: no second job
     assert len(services.queue.list(kind="segment")) == 1
     assert any(m.value.startswith("**Parts found:**") for m in again.markdown)
 
@@ -107,7 +98,7 @@ def test_a_click_selects_the_whole_part_and_strokes_fill_the_parts_they_touch(
         seg_env: tuple[Services, Services]) -> None:
     services, worker_services = seg_env
     history_id, _, truth = _person_history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     _segmented(at, services, worker_services)
 
     at.radio(key="mask_tool").set_value("Click to select").run()
@@ -142,7 +133,7 @@ def test_a_missing_segmenter_file_is_a_sentence_and_the_tools_still_work(
     monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("CHATEDIT_SEGMENTER", str(tmp_path / "nowhere.onnx"))
     history_id, _, _ = _person_history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     assert any(e.value.startswith("The segmenter cannot be used:") and "Selection" in e.value for e in at.error)
     assert services.queue.list(kind="segment") == []
     at.chat_input(key="chat_prompt").set_value("make it brighter").run()
@@ -154,7 +145,7 @@ def test_a_failed_segment_job_says_why_and_can_be_tried_again(seg_env: tuple[Ser
                                                              settings: Settings, tmp_path: Path) -> None:
     services, _ = seg_env
     history_id, image_id, _ = _person_history(services)
-    at = _app(history_id)
+    at = open_app(history=str(history_id))
     broken = Services.from_settings(settings.model_copy(update={"segmenter": tmp_path / "gone.onnx"}))
     try:
         with running_worker(broken, lanes=["interactive"]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app.ui.settings import available_loras, editor_rows, planner_problem
 from core.settings import load_settings
@@ -17,31 +16,22 @@ from jobs.user_settings import (
     save_preferences,
     validate_preferences,
 )
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
-
-
-def _settings_page() -> AppTest:
-    at = AppTest.from_file(ENTRY, default_timeout=60)
-    at.run()
-    at.switch_page("views/settings.py").run()
-    assert not at.exception, at.exception
-    return at
+from tests.app_support import open_app
 
 
 def test_planners_say_what_each_needs_and_a_chosen_unconfigured_one_is_warned(
         app_env: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _settings_page()
+    at = open_app("settings")
     text = " ".join(m.value for m in at.markdown)
     assert "**rules** (yours)" in text
     assert "set CHATEDIT_OPENAI_MODEL" in text and "set CHATEDIT_LOCAL_LLM" in text
     assert not at.warning
     save_preferences(app_env, {"planner": "local"})
-    at = _settings_page()
+    at = open_app("settings")
     assert at.warning[0].value.startswith("Your planner, local, is not configured: set CHATEDIT_LOCAL_LLM")
 
     monkeypatch.setenv("CHATEDIT_LOCAL_LLM", "Qwen/Qwen2.5-0.5B-Instruct")
-    at = _settings_page()
+    at = open_app("settings")
     assert not at.warning and "set CHATEDIT_LOCAL_LLM" not in " ".join(m.value for m in at.markdown)
 
 
@@ -61,7 +51,7 @@ def test_loras_from_the_folder_are_chosen_with_weights_and_reach_the_edit_parame
     monkeypatch.setenv("CHATEDIT_LORA_DIR", str(folder))
     assert available_loras(load_settings(lora_dir=folder)) == ["film-grain.safetensors", "watercolour.safetensors"]
 
-    at = _settings_page()
+    at = open_app("settings")
     assert [c.key for c in at.checkbox if c.key.startswith("lora_use_")] == [
         "lora_use_film-grain.safetensors", "lora_use_watercolour.safetensors"]
     at.checkbox(key="lora_use_watercolour.safetensors").check()
@@ -74,12 +64,12 @@ def test_loras_from_the_folder_are_chosen_with_weights_and_reach_the_edit_parame
     assert edit_params(stored) == stored  # the edit job gets them as the person's parameters
 
     (folder / "watercolour.safetensors").unlink()
-    at = _settings_page()
+    at = open_app("settings")
     assert "dropped when you save: watercolour.safetensors" in at.warning[0].value
 
 
 def test_no_lora_folder_says_how_to_set_one(app_env: Services) -> None:
-    at = _settings_page()
+    at = open_app("settings")
     assert any("set CHATEDIT_LORA_DIR" in c.value for c in at.caption)
     assert not any(c.key.startswith("lora_use_") for c in at.checkbox)
 
@@ -99,7 +89,7 @@ def test_lora_preferences_are_checked() -> None:
 
 def test_planner_model_editor_backend_and_mask_optimisation_are_checked_stored_and_reach_the_jobs(
         app_env: Services) -> None:
-    at = _settings_page()
+    at = open_app("settings")
     labels = {c.key: c.label for c in at.checkbox}
     assert labels["use_editor_backend"].endswith("(built-in: auto)")
     assert labels["use_mask_optimisation"].endswith("(built-in: True)")

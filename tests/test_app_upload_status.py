@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app.ui.editor import start_from_upload
 from app.ui.samples import sample_png
@@ -14,9 +13,8 @@ from core.settings import Settings, load_settings
 from jobs.gallery import list_histories
 from jobs.histories import history_steps
 from jobs.services import Services
+from tests.app_support import open_app
 from tests.test_segmentation_support import LABELS, build_colour_segmenter
-
-ENTRY = str(Path(__file__).parents[1] / "app" / "streamlit_app.py")
 
 
 def test_a_refused_upload_is_a_sentence_and_stores_nothing(settings: Settings) -> None:
@@ -57,9 +55,7 @@ def test_status_page_shows_the_segmenter_and_planner_rows(settings: Settings, se
     monkeypatch.setenv("CHATEDIT_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("CHATEDIT_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("CHATEDIT_SEGMENTER", str(build_colour_segmenter(tmp_path / "colours.onnx")))
-    at = AppTest.from_file(ENTRY, default_timeout=60).run()
-    at.switch_page("views/status.py").run()
-    assert not at.exception, at.exception
+    at = open_app("status")
     backends = at.table[-1].value
     segmenter = backends[backends["part"] == "segmenter"].iloc[0]
     assert segmenter["usable"] == "yes" and "colours@000000000001" in segmenter["note"]
