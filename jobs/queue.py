@@ -249,7 +249,7 @@ class JobQueue:
             return []
         now = self.clock()
         if len(specs) == 1 and self.database.is_postgres:
-            row = self._job_row(specs[0], now, retry_of, fair_rank=None)
+            row = self._job_row(specs[0], now, retry_of)
             with self.database.autocommit() as conn:
                 return [conn.execute(self._sql.enqueue_one, {f"p_{k}": v for k, v in row.items()}).scalar_one()]
         with self.database.write() as conn:
@@ -259,8 +259,8 @@ class JobQueue:
                 self._notify(conn, lane)
         return ids
 
-    def _job_row(self, spec: JobSpec, now: datetime, retry_of: int | None, *, fair_rank: int | None) -> dict[str, Any]:
-        """The row for a valid spec (``InvalidJobRequest`` otherwise)."""
+    def _job_row(self, spec: JobSpec, now: datetime, retry_of: int | None) -> dict[str, Any]:
+        """The row for a valid spec, all but its fair rank (``InvalidJobRequest`` for an invalid one)."""
         if spec.lane not in JOB_LANES:
             raise InvalidJobRequest(f"Unknown lane {spec.lane!r}; use one of {', '.join(JOB_LANES)}.", lane=spec.lane)
         if not spec.kind or len(spec.kind) > 64:
@@ -268,15 +268,12 @@ class JobQueue:
         attempts = self.default_max_attempts if spec.max_attempts is None else spec.max_attempts
         if attempts < 1:
             raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
-        row = dict(
+        return dict(
             kind=spec.kind, lane=spec.lane, payload=spec.payload, priority=int(spec.priority),
             owner_id=spec.owner_id, status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts,
             run_after=spec.run_after or now, cancel_requested=False, progress=0.0,
             created_at=now, updated_at=now, retry_of=retry_of,
         )
-        if fair_rank is not None:
-            row["fair_rank"] = fair_rank
-        return row
 
     def _job_rows(
         self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None
@@ -290,14 +287,16 @@ class JobQueue:
         next_rank: dict[tuple[int, str], int] = {}
         rows = []
         for spec in specs:
+            row = self._job_row(spec, now, retry_of)
             key = (spec.owner_id, spec.lane)
-            if key not in next_rank and spec.lane in JOB_LANES:
+            if key not in next_rank:
                 owner_last, lane_lowest = conn.execute(
                     self._sql.ranks, {"p_owner": spec.owner_id, "p_lane": spec.lane}
                 ).one()
                 next_rank[key] = max(0 if owner_last is None else owner_last + 1, lane_lowest or 0)
-            rows.append(self._job_row(spec, now, retry_of, fair_rank=next_rank.get(key, 0)))
-            next_rank[key] = next_rank.get(key, 0) + 1
+            row["fair_rank"] = next_rank[key]
+            next_rank[key] += 1
+            rows.append(row)
         return rows
 
     def get(self, job_id: int) -> JobRecord:

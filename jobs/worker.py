@@ -346,7 +346,7 @@ class Worker:
     def _run(self, job: JobRecord, slot: _Slot) -> None:
         """Run one job. Success waits in the slot to be settled with its batch; any other outcome is settled now."""
         with self._running_lock:
-            signals = self._running.get(job.id) or self._running.setdefault(job.id, StopSignals())
+            signals = self._running[job.id]  # registered when it was claimed
         ctx = JobContext(job, self.services, self.id, signals)
         started = time.perf_counter()
         outcome: str | None
