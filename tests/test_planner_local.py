@@ -130,6 +130,63 @@ def test_the_thread_pool_path_writes_the_same_tokens_as_the_per_row_path(planner
     assert planner.generate(prompts, LABELS, do_sample=True) == per_row
 
 
+def test_the_decode_loop_writes_what_transformers_generate_writes(planner: LocalPlanner) -> None:
+    """Unconstrained and greedy, on left-padded prompts of different lengths: the same tokens as the library's loop."""
+    import torch
+
+    prompts = [planner.prompt(request, LABELS) for request in REQUESTS[:4]]
+    ours = planner.generate(prompts, LABELS, constrained=False, max_new_tokens=24, stop_at_eos=False)
+    inputs = planner.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert len(set(inputs["attention_mask"].sum(-1).tolist())) > 1, "the prompts should need padding"
+    with torch.inference_mode():
+        theirs = planner.model.generate(**inputs, max_new_tokens=24, do_sample=False, eos_token_id=planner._n_vocab,
+                                        pad_token_id=planner.tokenizer.pad_token_id)
+    texts = planner.tokenizer.batch_decode(theirs[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert [a.text for a in ours] == texts
+    assert all(a.tokens == 24 and a.forwards == 24 for a in ours)
+
+
+def test_forced_tokens_skip_forward_passes_and_a_batch_decodes_as_each_row_alone(
+        model_dirs: tuple[Path, Path]) -> None:
+    """Jump-forward with rows that append different numbers of tokens: padding inside the batch changes nothing.
+
+    The model's weights are scaled up so that its greedy answers depend on the prompt (a
+    random model's are otherwise all alike); each row has its own label set, so its own grammar.
+    """
+    import torch
+
+    from core.planners.constrained import CommandMasker
+    from core.planners.decoding import decode
+
+    planner = LocalPlanner.load(str(model_dirs[0]), str(model_dirs[1]), max_commands=3, max_text_chars=16)
+    with torch.no_grad():
+        for weight in planner.model.parameters():
+            weight.mul_(5)
+    label_sets = [LABELS, ["Hair"], [], ["Face", "Pants"], LABELS[2:], ["Background"]]
+    prompts = [planner.prompt(REQUESTS[i], labels) for i, labels in enumerate(label_sets)]
+    constraint = planner.constraint
+
+    def run(rows: list[int]) -> tuple[list[list[int]], int]:
+        grammars = [planner.grammar(label_sets[row]) for row in rows]
+        masker = CommandMasker([constraint.masker(g, 1, 200).matchers[0] for g in grammars], constraint,
+                               budget=200, reserve=max(g.reserve for g in grammars))
+        inputs = planner.tokenizer([prompts[row] for row in rows], return_tensors="pt", padding=True,
+                                   add_special_tokens=False)
+        decoded = decode(planner.model, inputs["input_ids"], inputs["attention_mask"], budget=200,
+                         eos_token_id=planner.eos_token_id, pad_token_id=planner.tokenizer.pad_token_id, masker=masker)
+        return decoded.rows, decoded.forwards
+
+    together, forwards = run(list(range(len(prompts))))
+    alone = [run([row]) for row in range(len(prompts))]
+    assert together == [rows[0] for rows, _ in alone]
+    texts = [planner.tokenizer.decode(row[:-1]) for row in together]
+    assert all(_valid(text, labels) for text, labels in zip(texts, label_sets, strict=True)), texts
+    assert len({len(row) for row in together}) > 2, "the rows should differ in length"
+    for row, (_, passes) in zip(together, alone, strict=True):
+        assert passes < 0.8 * len(row), "forced tokens should not each take a forward pass"
+    assert forwards < max(map(len, together))
+
+
 def test_the_same_prompts_unconstrained_are_mostly_invalid(planner: LocalPlanner) -> None:
     import torch
 

@@ -27,7 +27,6 @@ and 0.7-1.2 s (32k vocab) with xgrammar and 1.2-1.5 s (512) with outlines-core; 
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -287,11 +286,11 @@ class GrammarConstraint:
     def _fresh_matcher(self, lark: str) -> Any:
         return self._llg.LLMatcher(self.tokenizer, self.compiled(lark))
 
-    def processor(self, grammar: CommandGrammar, batch_size: int, budget: int) -> CommandLogitsProcessor:
-        """A fresh processor for one ``generate`` call of at most ``budget`` new tokens."""
+    def masker(self, grammar: CommandGrammar, batch_size: int, budget: int) -> CommandMasker:
+        """A fresh masker for one batch of at most ``budget`` new tokens per row."""
         fresh = self._fresh_matcher(grammar.lark)
-        return CommandLogitsProcessor([fresh.deep_copy() for _ in range(batch_size)], self, budget=budget,
-                                      reserve=grammar.reserve)
+        return CommandMasker([fresh.deep_copy() for _ in range(batch_size)], self, budget=budget,
+                             reserve=grammar.reserve)
 
 
 def _pack_bits(tokens: Sequence[int], words: int) -> np.ndarray:
@@ -303,98 +302,113 @@ def _pack_bits(tokens: Sequence[int], words: int) -> np.ndarray:
     return np.packbits(bits, bitorder="little").view("<i4").astype(np.int32)
 
 
-class CommandLogitsProcessor:
-    """A transformers LogitsProcessor: each row may only continue its grammar.
+@lru_cache(maxsize=1)
+def _blocked_by_byte() -> np.ndarray:
+    """Row ``b``: the 8 tokens of a bitmask byte ``b``, True where the bit is clear (the token is not allowed)."""
+    import numpy as np
 
-    Per step, for the rows still writing: consume the token each row just got, fill each
-    row's packed int32 bitmask in place (llguidance's layout), apply the closing rule to the
-    packed words, unpack once to one bool per token, mask the scores. Nothing is allocated
-    per row, nothing is looped over per token. The rows are handed to llguidance's thread
-    pool only when it has more than one thread: with one, the pool is a handoff to another
-    thread and nothing in parallel (slower, measured on 2 cores; see docs/benchmarks.md).
+    return np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little") == 0
 
-    The mask is computed here, after the forward pass, not overlapped with it in a
-    background thread: on CPU that was measured slower (torch's OpenMP threads keep the
-    other cores busy during the forward, and each handoff costs the main thread GIL waits).
 
-    When the budget left reaches the grammar's reserve, a row that may close something
-    must: its answer ends with the commands it has, instead of being cut.
+class CommandMasker:
+    """Keeps each row of a batch on its grammar: masks the scores before a token is chosen, then advances.
+
+    Used by ``core.planners.decoding.decode`` once per step: :meth:`mask` forbids, in place,
+    every token the row's grammar does not allow next; :meth:`advance` consumes the token
+    each row got and returns the tokens the grammar *forces* after it (``{"command":"``
+    after ``[``, the rest of a label after its first letters...), which the decoder appends
+    without asking the model: on this grammar about a third of an answer's tokens are
+    forced, and each one skipped is a forward pass saved. A row whose grammar can only end
+    gets its end token the same way.
+
+    Each row's packed int32 bitmask (llguidance's layout) is filled in place at a
+    precomputed address and expanded to one bool per token through a 256-row table (one
+    ``take``); nothing is allocated per step. The rows go to llguidance's thread pool only
+    when it has more than one thread: with one, the pool is a handoff to another thread and
+    nothing in parallel (slower, measured on 2 cores; see docs/benchmarks.md).
+
+    When a row's budget left reaches the grammar's reserve, the row, if it may close
+    something, must: its answer ends with the commands it has, instead of being cut.
     """
 
     def __init__(self, matchers: Sequence[Any], constraint: GrammarConstraint, *, budget: int, reserve: int) -> None:
         import numpy as np
         import torch
 
+        rows = len(matchers)
         self.matchers = list(matchers)
         self.constraint = constraint
         self.budget = budget
         self.reserve = reserve
-        self.done = [False] * len(self.matchers)
-        self.generated = 0
-        self.bitmask = torch.empty((len(self.matchers), constraint.words), dtype=torch.int32)
-        # Set up once, not per step: numpy views of the bitmask, each row's address, the rows still writing.
-        self._words = self.bitmask.numpy()
-        self._bytes = self._words.view("uint8")
+        #: Tokens each row has so far, its end token included.
+        self.written = [0] * rows
+        self.done = [False] * rows
+        self._words = np.full((rows, constraint.words), -1, dtype=np.int32)
+        self._bytes = self._words.view(np.uint8)
         self._closing = self._words.copy()
-        self._writing = np.ones(len(self.matchers), dtype=bool)
+        self._blocked = np.zeros((rows, constraint.words * 4, 8), dtype=bool)
+        self._blocked_tensor = torch.from_numpy(self._blocked.reshape(rows, -1))
         self._row_bytes = constraint.words * 4
-        self._live = [(matcher, row, self.bitmask.data_ptr() + row * self._row_bytes)
+        self._live = [(matcher, row, self._words.ctypes.data + row * self._row_bytes)
                       for row, matcher in enumerate(self.matchers)]
-        self._parallel = constraint.threads > 1 and len(self.matchers) > 1
-        self._prompt_length: int | None = None
-        self._minus_inf: torch.Tensor | None = None
+        self._parallel = constraint.threads > 1 and rows > 1
 
-    def _consume(self, tokens: list[int]) -> None:
-        constraint = self.constraint
-        if self._parallel and len(self._live) > 1:
-            accepted = constraint.executor.consume_token_par([(m, tokens[row]) for m, row, _ in self._live])
-        else:
-            accepted = [m.consume_token(tokens[row]) for m, row, _ in self._live]
-        finished = [row for (_, row, _), ok in zip(self._live, accepted, strict=True)
-                    if not ok or tokens[row] == constraint.eos_token_id]
-        if finished:
-            for row in finished:
-                self.done[row] = True
-                self._writing[row] = False
-                self._words[row] = -1  # generate() pads finished rows itself; leave them alone
-            self._live = [live for live in self._live if not self.done[live[1]]]
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` (rows x vocabulary), with -inf wherever a live row's grammar forbids the token; in place."""
+        import numpy as np
 
-    def _fill(self) -> None:
-        if self._parallel and len(self._live) > 1:
-            self.constraint.executor.unsafe_compute_mask_ptr([(m, row) for m, row, _ in self._live],
-                                                             self.bitmask.data_ptr(), self._row_bytes, len(self.done))
+        live = self._live
+        if self._parallel and len(live) > 1:
+            self.constraint.executor.unsafe_compute_mask_ptr([(m, row) for m, row, _ in live], self._words.ctypes.data,
+                                                             self._row_bytes, len(self.done))
         else:
-            for matcher, _, address in self._live:
+            for matcher, _, address in live:
                 matcher.unsafe_compute_mask_ptr(address, self._row_bytes)
+        short = [row for _, row, _ in live if self.budget - self.written[row] <= self.reserve]
+        if short:
+            closing = np.bitwise_and(self._words[short], self.constraint.closing_words, out=self._closing[:len(short)])
+            may_close = closing.any(axis=1)
+            self._words[np.asarray(short)[may_close]] = closing[may_close]
+        np.take(_blocked_by_byte(), self._bytes, axis=0, out=self._blocked)
+        blocked = self._blocked_tensor[:, :scores.shape[-1]]
+        return scores.masked_fill_(blocked.to(scores.device, non_blocking=True), -math.inf)
 
-    def _close_when_short(self) -> None:
-        import numpy as np
+    def advance(self, tokens: Sequence[int]) -> list[list[int]]:
+        """Per row, the tokens to append after ``tokens[row]``: forced ones, or the end token where only it may follow.
 
-        if self.budget - self.generated <= self.reserve:
-            closing = np.bitwise_and(self._words, self.constraint.closing_words, out=self._closing)
-            may_close = closing.any(axis=1) & self._writing
-            np.copyto(self._words, closing, where=may_close[:, None])
+        Rows that ended (their end token, a refused token, the budget) are marked in ``done``.
+        """
+        constraint, eos = self.constraint, self.constraint.eos_token_id
+        live = self._live
+        if self._parallel and len(live) > 1:
+            accepted = constraint.executor.consume_token_par([(m, tokens[row]) for m, row, _ in live])
+        else:
+            accepted = [m.consume_token(tokens[row]) for m, row, _ in live]
+        after: list[list[int]] = [[] for _ in self.done]
+        for (matcher, row, _), ok in zip(live, accepted, strict=True):
+            self.written[row] += 1
+            if not ok or tokens[row] == eos:
+                self._end(row)
+                continue
+            room = self.budget - self.written[row]
+            if matcher.is_stopped():  # the array is closed: only the end token may follow
+                forced = [eos][:room]
+                self._end(row)
+            else:
+                forced = matcher.compute_ff_tokens()[:room]
+                if forced and not matcher.consume_tokens(forced):
+                    raise RuntimeError(f"llguidance refused the tokens it forced itself: {forced}")
+            self.written[row] += len(forced)
+            if self.written[row] >= self.budget:
+                self._end(row)
+            after[row] = forced
+        self._live = [entry for entry in live if not self.done[entry[1]]]
+        return after
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        import numpy as np
-        import torch
+    def _end(self, row: int) -> None:
+        self.done[row] = True
+        self._words[row] = -1  # a finished row is padded by the decoder; every token stays allowed
 
-        if self._prompt_length is None:
-            self._prompt_length = input_ids.shape[1]
-        else:  # the tokens each row just got (through numpy on CPU: a torch op costs more than the rest)
-            last = input_ids.numpy()[:, -1] if input_ids.device.type == "cpu" else input_ids[:, -1]
-            self._consume(last.tolist())
-        if not self._live:
-            return scores
-        self._fill()
-        self.generated = input_ids.shape[1] - self._prompt_length
-        self._close_when_short()
-        if self._minus_inf is None or self._minus_inf.device != scores.device:
-            self._minus_inf = torch.tensor(-math.inf, dtype=scores.dtype, device=scores.device)
-        allowed = torch.from_numpy(np.unpackbits(self._bytes, axis=1, count=scores.shape[-1], bitorder="little"))
-        return torch.where(allowed.view(torch.bool).to(scores.device), scores, self._minus_inf)
-
-
-# transformers' LogitsProcessorList calls inspect.signature(processor.__call__) for every processor at every step
-# (to see whether it wants more arguments); a signature computed once makes that lookup ~3x cheaper (20 -> 7 µs).
-CommandLogitsProcessor.__call__.__signature__ = inspect.signature(CommandLogitsProcessor.__call__)  # type: ignore[attr-defined]
+    @property
+    def finished(self) -> bool:
+        return not self._live

@@ -45,11 +45,13 @@ DEFAULT_MAX_COMMANDS = 8
 
 @dataclass(frozen=True)
 class Generation:
-    """One raw answer: the text, how many tokens it took, and whether the budget ran out first."""
+    """One raw answer: the text, its tokens (end token not counted), whether the budget ran out first, and the
+    forward passes its batch took (fewer than its tokens when the grammar forced some)."""
 
     text: str
     tokens: int
     truncated: bool
+    forwards: int = 0
 
 
 class LocalPlanner:
@@ -150,30 +152,25 @@ class LocalPlanner:
 
         Planning is greedy (the same request gets the same commands); tests and the
         benchmark sample, to walk many paths through the grammar. ``stop_at_eos=False``
-        runs exactly ``max_new_tokens`` steps: the benchmark's unconstrained baseline. Its
-        end token is still checked every step, as in any generation, but is an id past the
-        model's head, which it cannot write; ``min_new_tokens`` would instead add
-        transformers' MinNewTokensLengthLogitsProcessor, which costs 6-15% of a tiny model's step.
+        (unconstrained only) runs exactly ``max_new_tokens`` tokens: the benchmark's baseline.
         """
-        import torch
+        from core.planners.decoding import decode
 
+        if constrained and not stop_at_eos:
+            raise ValueError("A constrained answer ends where its grammar does; stop_at_eos=False is for unconstrained runs.")
         budget = max_new_tokens or self.max_new_tokens
         inputs = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         inputs = inputs.to(self.model.device)
-        processors = []
-        if constrained:
-            processors.append(self.constraint.processor(self.grammar(labels), len(prompts), budget))
-        sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, logits_processor=processors, max_new_tokens=budget, **sampling,
-                                         eos_token_id=self.eos_token_id if stop_at_eos else self._n_vocab,
-                                         pad_token_id=self.tokenizer.pad_token_id)
+        masker = self.constraint.masker(self.grammar(labels), len(prompts), budget) if constrained else None
+        decoded = decode(self.model, inputs["input_ids"], inputs["attention_mask"], budget=budget,
+                         eos_token_id=self.eos_token_id if stop_at_eos else self._n_vocab,
+                         pad_token_id=int(self.tokenizer.pad_token_id), masker=masker, do_sample=do_sample)
         answers = []
-        for row in output[:, inputs["input_ids"].shape[1]:].tolist():
-            tokens = [t for t in row if t not in (self.eos_token_id, self.tokenizer.pad_token_id)]
-            ended = len(tokens) < len(row) and row[len(tokens)] == self.eos_token_id
+        for row in decoded.rows:
+            ended = bool(row) and row[-1] == self.eos_token_id
+            tokens = row[:-1] if ended else row
             answers.append(Generation(self.tokenizer.decode(tokens, skip_special_tokens=True), len(tokens),
-                                      truncated=not ended and len(tokens) >= budget))
+                                      truncated=not ended and len(tokens) >= budget, forwards=decoded.forwards))
         return answers
 
     # 3. planning --------------------------------------------------------------------------------
