@@ -68,7 +68,7 @@ class CommandGrammar:
 
     ``max_bytes``: the longest sentence; a budget of more tokens is never cut short.
     ``reserve``: enough to finish from any point by closing what is open and ending the
-    array; the processor starts closing when the budget left reaches it.
+    array; the masker starts closing a row when the budget left reaches it.
     """
 
     lark: str

@@ -80,24 +80,26 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
             if not any(live):
                 return Decoded(written, forwards)
             width = max(map(len, appended))
+            lengths = [len(new) for new in appended]
             if width == 1:
                 step_ids = torch.tensor(appended, device=device)
                 step_mask = torch.ones((rows, 1), dtype=attention_mask.dtype, device=device)
                 step_positions = next_position[:, None]
             else:
-                lengths = [len(new) for new in appended]
                 step_ids = torch.tensor([new + [pad_token_id] * (width - len(new)) for new in appended], device=device)
                 step_mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=attention_mask.dtype,
                                          device=device)
                 step_positions = next_position[:, None] + torch.arange(width, device=device)
             attention_mask = torch.cat([attention_mask, step_mask], dim=-1)
+            # The head only where some row's next token is chosen: at 150k words it is a quarter of a 0.5B model.
+            keep = sorted({n - 1 for n in lengths}) if width > 1 else [0]
             output = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=width)
+                           past_key_values=cache, use_cache=True,
+                           logits_to_keep=1 if keep == [width - 1] else torch.tensor(keep, device=device))
             forwards += 1
-            if width == 1:
+            if len(keep) == 1:
                 scores = output.logits[:, -1].float()
-                next_position = next_position + 1
             else:
-                last = torch.tensor(lengths, device=device)
-                scores = output.logits[torch.arange(rows, device=device), last - 1].float()
-                next_position = next_position + last
+                where = torch.tensor([keep.index(n - 1) for n in lengths], device=device)
+                scores = output.logits[torch.arange(rows, device=device), where].float()
+            next_position = next_position + (1 if width == 1 else torch.tensor(lengths, device=device))
