@@ -371,7 +371,7 @@ class CommandMasker:
             self._words[np.asarray(short)[may_close]] = closing[may_close]
         np.take(_blocked_by_byte(), self._bytes, axis=0, out=self._blocked)
         blocked = self._blocked_tensor[:, :scores.shape[-1]]
-        return scores.masked_fill_(blocked.to(scores.device, non_blocking=True), -math.inf)
+        return scores.masked_fill_(blocked.to(scores.device), -math.inf)
 
     def advance(self, tokens: Sequence[int]) -> list[list[int]]:
         """Per row, the tokens to append after ``tokens[row]``: forced ones, or the end token where only it may follow.

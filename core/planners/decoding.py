@@ -46,7 +46,6 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
     import torch
     from transformers import DynamicCache
 
-    device = input_ids.device
     rows = input_ids.shape[0]
     cache = DynamicCache(config=model.config)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
@@ -55,9 +54,7 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
     with torch.inference_mode():
         output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                        past_key_values=cache, use_cache=True, logits_to_keep=1)
-        scores = output.logits[:, -1].float()
-        next_position = positions[:, -1] + 1
-        forwards = 1
+        scores, next_position, forwards = output.logits[:, -1].float(), positions[:, -1] + 1, 1
         while True:
             if masker is not None:
                 scores = masker.mask(scores)
@@ -66,40 +63,62 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
             else:
                 chosen = scores.argmax(dim=-1)
             tokens = chosen.tolist()
-            extra = masker.advance(tokens) if masker is not None else None
+            extra = masker.advance(tokens) if masker is not None else [[] for _ in tokens]
             appended: list[list[int]] = []
             for row in range(rows):
-                if not live[row]:
-                    appended.append([pad_token_id])
-                    continue
-                new = [tokens[row], *extra[row]] if extra is not None else [tokens[row]]
+                new = [tokens[row], *extra[row]] if live[row] else [pad_token_id]
                 appended.append(new)
-                written[row].extend(new)
-                if eos_token_id in new or len(written[row]) >= budget or (masker is not None and masker.done[row]):
-                    live[row] = False
+                if live[row]:
+                    written[row].extend(new)
+                    live[row] = not (eos_token_id in new or len(written[row]) >= budget
+                                     or (masker is not None and masker.done[row]))
             if not any(live):
                 return Decoded(written, forwards)
-            width = max(map(len, appended))
-            lengths = [len(new) for new in appended]
-            if width == 1:
-                step_ids = torch.tensor(appended, device=device)
-                step_mask = torch.ones((rows, 1), dtype=attention_mask.dtype, device=device)
-                step_positions = next_position[:, None]
-            else:
-                step_ids = torch.tensor([new + [pad_token_id] * (width - len(new)) for new in appended], device=device)
-                step_mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=attention_mask.dtype,
-                                         device=device)
-                step_positions = next_position[:, None] + torch.arange(width, device=device)
-            attention_mask = torch.cat([attention_mask, step_mask], dim=-1)
-            # The head only where some row's next token is chosen: at 150k words it is a quarter of a 0.5B model.
-            keep = sorted({n - 1 for n in lengths}) if width > 1 else [0]
-            output = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
-                           past_key_values=cache, use_cache=True,
-                           logits_to_keep=1 if keep == [width - 1] else torch.tensor(keep, device=device))
-            forwards += 1
-            if len(keep) == 1:
-                scores = output.logits[:, -1].float()
-            else:
-                where = torch.tensor([keep.index(n - 1) for n in lengths], device=device)
-                scores = output.logits[torch.arange(rows, device=device), where].float()
-            next_position = next_position + (1 if width == 1 else torch.tensor(lengths, device=device))
+            step = _Step.of(appended, next_position, pad_token_id, attention_mask.dtype)
+            attention_mask = torch.cat([attention_mask, step.mask], dim=-1)
+            output = model(input_ids=step.ids, attention_mask=attention_mask, position_ids=step.positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=step.logits_to_keep)
+            scores, next_position, forwards = step.scores(output.logits), step.next_position, forwards + 1
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One forward pass's inputs when rows append different numbers of tokens, and where to read their scores."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    next_position: torch.Tensor
+    #: The sequence positions the head runs at: only where some row's next token is chosen (at a 150k
+    #: vocabulary the head is a quarter of a 0.5B model, and a pass carrying forced tokens needs it once per row).
+    keep: list[int]
+    #: Per row, its index into ``keep``: its last appended token.
+    last: list[int]
+
+    @classmethod
+    def of(cls, appended: list[list[int]], next_position: torch.Tensor, pad_token_id: int, dtype: torch.dtype) -> _Step:
+        import torch
+
+        device = next_position.device
+        lengths = [len(new) for new in appended]
+        width = max(lengths)
+        ids = torch.tensor([new + [pad_token_id] * (width - len(new)) for new in appended], device=device)
+        mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=dtype, device=device)
+        positions = next_position[:, None] + torch.arange(width, device=device)
+        keep = sorted({n - 1 for n in lengths})
+        return cls(ids, mask, positions, next_position + torch.tensor(lengths, device=device), keep,
+                   [keep.index(n - 1) for n in lengths])
+
+    @property
+    def logits_to_keep(self) -> int | torch.Tensor:
+        import torch
+
+        return 1 if len(self.keep) == 1 else torch.tensor(self.keep, device=self.ids.device)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if len(self.keep) == 1:
+            return logits[:, -1].float()
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        return logits[rows, torch.tensor(self.last, device=logits.device)].float()
