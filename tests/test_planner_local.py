@@ -146,45 +146,86 @@ def test_the_decode_loop_writes_what_transformers_generate_writes(planner: Local
     assert all(a.tokens == 24 and a.forwards == 24 for a in ours)
 
 
-def test_forced_tokens_skip_forward_passes_and_a_batch_decodes_as_each_row_alone(
-        model_dirs: tuple[Path, Path]) -> None:
-    """Jump-forward with rows that append different numbers of tokens: padding inside the batch changes nothing.
-
-    The model's weights are scaled up so that its greedy answers depend on the prompt (a
-    random model's are otherwise all alike); each row has its own label set, so its own grammar.
-    """
+@pytest.fixture(scope="module")
+def decisive_planner(model_dirs: tuple[Path, Path]) -> LocalPlanner:
+    """The tiny planner with its weights scaled up: its greedy answers depend on the prompt (a random model's are
+    otherwise all alike), and its scores are far apart, so float noise between equivalent computations picks nothing."""
     import torch
-
-    from core.planners.constrained import CommandMasker
-    from core.planners.decoding import decode
 
     planner = LocalPlanner.load(str(model_dirs[0]), str(model_dirs[1]), max_commands=3, max_text_chars=16)
     with torch.no_grad():
         for weight in planner.model.parameters():
             weight.mul_(5)
-    label_sets = [LABELS, ["Hair"], [], ["Face", "Pants"], LABELS[2:], ["Background"]]
-    prompts = [planner.prompt(REQUESTS[i], labels) for i, labels in enumerate(label_sets)]
-    constraint = planner.constraint
+    return planner
 
-    def run(rows: list[int]) -> tuple[list[list[int]], int]:
-        grammars = [planner.grammar(label_sets[row]) for row in rows]
-        masker = CommandMasker([constraint.masker(g, 1, 200).matchers[0] for g in grammars], constraint,
-                               budget=200, reserve=max(g.reserve for g in grammars))
-        inputs = planner.tokenizer([prompts[row] for row in rows], return_tensors="pt", padding=True,
-                                   add_special_tokens=False)
-        decoded = decode(planner.model, inputs["input_ids"], inputs["attention_mask"], budget=200,
-                         eos_token_id=planner.eos_token_id, pad_token_id=planner.tokenizer.pad_token_id, masker=masker)
-        return decoded.rows, decoded.forwards
 
-    together, forwards = run(list(range(len(prompts))))
-    alone = [run([row]) for row in range(len(prompts))]
+LABEL_SETS = [LABELS, ["Hair"], [], ["Face", "Pants"], LABELS[2:], ["Background"]]
+
+
+def _decode_rows(planner: LocalPlanner, rows: list[int]) -> tuple[list[list[int]], int]:
+    """Greedy, under each row's own grammar (its own label set), in one batch."""
+    from core.planners.constrained import CommandMasker
+    from core.planners.decoding import decode
+
+    grammars = [planner.grammar(LABEL_SETS[row]) for row in rows]
+    masker = CommandMasker([planner.constraint.masker(g, 1, 200).matchers[0] for g in grammars], planner.constraint,
+                           budget=200, reserve=max(g.reserve for g in grammars))
+    prompts = [planner.prompt(REQUESTS[row], LABEL_SETS[row]) for row in rows]
+    inputs = planner.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    decoded = decode(planner.model, inputs["input_ids"], inputs["attention_mask"], budget=200,
+                     eos_token_id=planner.eos_token_id, pad_token_id=planner.tokenizer.pad_token_id, masker=masker)
+    return decoded.rows, decoded.forwards
+
+
+def test_forced_tokens_skip_forward_passes_and_a_batch_decodes_as_each_row_alone(
+        decisive_planner: LocalPlanner) -> None:
+    """Jump-forward with rows that append different numbers of tokens: padding inside the batch changes nothing."""
+    planner = decisive_planner
+    together, forwards = _decode_rows(planner, list(range(len(LABEL_SETS))))
+    alone = [_decode_rows(planner, [row]) for row in range(len(LABEL_SETS))]
     assert together == [rows[0] for rows, _ in alone]
     texts = [planner.tokenizer.decode(row[:-1]) for row in together]
-    assert all(_valid(text, labels) for text, labels in zip(texts, label_sets, strict=True)), texts
+    assert all(_valid(text, labels) for text, labels in zip(texts, LABEL_SETS, strict=True)), texts
     assert len({len(row) for row in together}) > 2, "the rows should differ in length"
     for row, (_, passes) in zip(together, alone, strict=True):
         assert passes < 0.8 * len(row), "forced tokens should not each take a forward pass"
     assert forwards < max(map(len, together))
+
+
+def test_each_chosen_token_is_what_one_plain_pass_over_the_whole_answer_chooses(
+        decisive_planner: LocalPlanner) -> None:
+    """The cache, positions and masks of passes that carry forced tokens give the scores a plain forward pass gives.
+
+    The answer is replayed through a fresh matcher: where the grammar forced a token it is
+    skipped; where the model chose one, it must be the best allowed token under the scores
+    of a single cache-free pass over prompt + answer.
+    """
+    import numpy as np
+    import torch
+
+    planner = decisive_planner
+    constraint = planner.constraint
+    for row in (0, 3):
+        answer = _decode_rows(planner, [row])[0][0]
+        prompt = planner.tokenizer(planner.prompt(REQUESTS[row], LABEL_SETS[row]), add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = planner.model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:]
+        matcher = constraint.masker(planner.grammar(LABEL_SETS[row]), 1, 200).matchers[0]
+        words = np.zeros(constraint.words, dtype=np.int32)
+        position, chosen = 0, 0
+        while position < len(answer):
+            matcher.unsafe_compute_mask_ptr(words.ctypes.data, words.nbytes)
+            allowed = np.unpackbits(words.view(np.uint8), bitorder="little")[:logits.shape[-1]].astype(bool)
+            best = int(torch.where(torch.from_numpy(allowed), logits[position], -torch.inf).argmax())
+            assert answer[position] == best, f"token {position} of {planner.tokenizer.decode(answer)!r}"
+            chosen += 1
+            assert matcher.consume_token(answer[position])
+            forced = [planner.eos_token_id] if matcher.is_stopped() else matcher.compute_ff_tokens()
+            assert answer[position + 1:position + 1 + len(forced)] == forced[:len(answer) - position - 1]
+            if forced and not matcher.is_stopped():
+                assert matcher.consume_tokens(forced)
+            position += 1 + len(forced)
+        assert chosen < len(answer)
 
 
 def test_the_same_prompts_unconstrained_are_mostly_invalid(planner: LocalPlanner) -> None:
