@@ -317,7 +317,7 @@ class CommandMasker:
     every token the row's grammar does not allow next; :meth:`advance` consumes the token
     each row got and returns the tokens the grammar *forces* after it (``{"command":"``
     after ``[``, the rest of a label after its first letters...), which the decoder appends
-    without asking the model: on this grammar about a third of an answer's tokens are
+    without asking the model: on this grammar about 40% of an answer's tokens are
     forced, and each one skipped is a forward pass saved. A row whose grammar can only end
     gets its end token the same way.
 
@@ -408,7 +408,3 @@ class CommandMasker:
     def _end(self, row: int) -> None:
         self.done[row] = True
         self._words[row] = -1  # a finished row is padded by the decoder; every token stays allowed
-
-    @property
-    def finished(self) -> bool:
-        return not self._live
