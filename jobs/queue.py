@@ -291,7 +291,7 @@ class JobQueue:
             key = (spec.owner_id, spec.lane)
             if key not in next_rank:
                 owner_last, lane_lowest = conn.execute(
-                    self._sql.ranks, {"p_owner": spec.owner_id, "p_lane": spec.lane}
+                    self._sql.ranks, {"p_owner_id": spec.owner_id, "p_lane": spec.lane}
                 ).one()
                 next_rank[key] = max(0 if owner_last is None else owner_last + 1, lane_lowest or 0)
             row["fair_rank"] = next_rank[key]
@@ -683,22 +683,18 @@ class _Statements:
         )
 
         self.insert_job = sa.insert(jobs_t).returning(c.id, sort_by_parameter_order=True)
-        self.ranks = sa.select(
+        # The fair rank's two inputs: the owner's last rank in the lane, and the lane's lowest (NULL when none).
+        owner_last = (
             sa.select(sa.func.max(c.fair_rank))
-            .where(queued & (c.lane == p("p_lane")) & (c.owner_id == p("p_owner")))
-            .scalar_subquery(),
-            sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery(),
+            .where(queued & (c.lane == p("p_lane")) & (c.owner_id == p("p_owner_id")))
+            .scalar_subquery()
         )
+        lane_lowest = sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery()
+        self.ranks = sa.select(owner_last, lane_lowest)
         if postgres:
             # WITH ins AS (INSERT INTO jobs (...) SELECT :kind, ..., GREATEST(owner's last rank + 1,
             # lane's lowest rank) RETURNING id, lane) SELECT id, pg_notify(channel, lane) FROM ins
-            owner_last = (
-                sa.select(sa.func.max(c.fair_rank) + 1)
-                .where(queued & (c.lane == p("p_lane")) & (c.owner_id == p("p_owner_id")))
-                .scalar_subquery()
-            )
-            lane_lowest = sa.select(sa.func.min(c.fair_rank)).where(queued & (c.lane == p("p_lane"))).scalar_subquery()
-            rank = sa.func.greatest(sa.func.coalesce(owner_last, 0), sa.func.coalesce(lane_lowest, 0))
+            rank = sa.func.greatest(sa.func.coalesce(owner_last + 1, 0), sa.func.coalesce(lane_lowest, 0))
             values = [sa.bindparam(f"p_{col.name}", type_=col.type) for col in _ENQUEUE_COLUMNS]
             inserted = (
                 sa.insert(jobs_t)
