@@ -16,7 +16,7 @@ import pytest
 
 from core.commands import validate
 from core.planners import PlannerUnavailable, make_planner
-from core.planners.constrained import GrammarConstraint, command_grammar, complete_prefix
+from core.planners.constrained import command_grammar, complete_prefix
 from core.planners.local_planner import LocalPlanner
 from core.prompting import json_schema
 from core.settings import load_settings
@@ -168,7 +168,7 @@ def _decode_rows(planner: LocalPlanner, rows: list[int]) -> tuple[list[list[int]
     from core.planners.decoding import decode
 
     grammars = [planner.grammar(LABEL_SETS[row]) for row in rows]
-    masker = CommandMasker([planner.constraint.masker(g, 1, 200).matchers[0] for g in grammars], planner.constraint,
+    masker = CommandMasker([planner.constraint.matcher(g) for g in grammars], planner.constraint,
                            budget=200, reserve=max(g.reserve for g in grammars))
     prompts = [planner.prompt(REQUESTS[row], LABEL_SETS[row]) for row in rows]
     inputs = planner.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -210,7 +210,7 @@ def test_each_chosen_token_is_what_one_plain_pass_over_the_whole_answer_chooses(
         prompt = planner.tokenizer(planner.prompt(REQUESTS[row], LABEL_SETS[row]), add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
             logits = planner.model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1:]
-        matcher = constraint.masker(planner.grammar(LABEL_SETS[row]), 1, 200).matchers[0]
+        matcher = constraint.matcher(planner.grammar(LABEL_SETS[row]))
         words = np.zeros(constraint.words, dtype=np.int32)
         position, chosen = 0, 0
         while position < len(answer):
@@ -254,21 +254,16 @@ def test_the_same_prompts_unconstrained_are_mostly_invalid(planner: LocalPlanner
     "[]",  # nothing: the prompt asks for advice instead
 ])
 def test_the_grammar_refuses_what_the_contract_refuses(planner: LocalPlanner, text: str) -> None:
-    import llguidance
-
-    constraint: GrammarConstraint = planner.constraint
-    matcher = llguidance.LLMatcher(constraint.tokenizer, constraint.compiled(planner.grammar(LABELS).lark))
+    matcher = planner.constraint.matcher(planner.grammar(LABELS))
     ids = planner.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert matcher.validate_tokens(ids) < len(ids) or not (matcher.consume_tokens(ids) and matcher.is_accepting())
 
 
 def test_the_grammar_accepts_what_the_contract_accepts(planner: LocalPlanner) -> None:
-    import llguidance
-
     text = ('[{"command":"change","paras":[["Background","Upper-clothes"],"blue sky"]},'
             '{"command":"adjust","paras":["warmth",-0.25,[]]},{"command":"recolor","paras":[["Hair"],"红色"]}]')
     assert _valid(text, LABELS)
-    matcher = llguidance.LLMatcher(planner.constraint.tokenizer, planner.constraint.compiled(planner.grammar(LABELS).lark))
+    matcher = planner.constraint.matcher(planner.grammar(LABELS))
     ids = planner.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert matcher.consume_tokens(ids) and matcher.is_accepting()
 

@@ -286,10 +286,13 @@ class GrammarConstraint:
     def _fresh_matcher(self, lark: str) -> Any:
         return self._llg.LLMatcher(self.tokenizer, self.compiled(lark))
 
+    def matcher(self, grammar: CommandGrammar) -> Any:
+        """An ``LLMatcher`` at the start of this grammar, for one row."""
+        return self._fresh_matcher(grammar.lark).deep_copy()
+
     def masker(self, grammar: CommandGrammar, batch_size: int, budget: int) -> CommandMasker:
         """A fresh masker for one batch of at most ``budget`` new tokens per row."""
-        fresh = self._fresh_matcher(grammar.lark)
-        return CommandMasker([fresh.deep_copy() for _ in range(batch_size)], self, budget=budget,
+        return CommandMasker([self.matcher(grammar) for _ in range(batch_size)], self, budget=budget,
                              reserve=grammar.reserve)
 
 
