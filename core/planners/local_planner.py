@@ -51,7 +51,7 @@ class Generation:
     text: str
     tokens: int
     truncated: bool
-    forwards: int = 0
+    forwards: int
 
 
 class LocalPlanner:
