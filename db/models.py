@@ -54,6 +54,10 @@ class Image(SQLModel, table=True):
     format: str = Field(max_length=16, nullable=False)
     byte_size: int = Field(nullable=False)
     blob_key: str = Field(max_length=64, nullable=False)
+    #: Downscaled copies for the browser (at most 1,280 px and 384 px on the long side), made once on
+    #: first use: the browser never receives the full-size image.
+    preview_key: str | None = Field(default=None, max_length=64)
+    thumbnail_key: str | None = Field(default=None, max_length=64)
     created_by: int = Field(foreign_key="users.id", nullable=False)
     created_at: datetime = _created_at()
 
@@ -84,6 +88,10 @@ class History(SQLModel, table=True):
     base_step_id: int | None = Field(default=None)
     #: The newest edit job submitted for this history: its status is the gallery's "last status".
     last_job_id: int | None = Field(default=None, sa_type=BigIntId)
+    #: The person's current selection (a mask PNG blob at the base image's size); None: nothing selected.
+    selection_key: str | None = Field(default=None, max_length=64)
+    #: Set when the history is deleted (soft: the gallery hides it and offers Undo); None: not deleted.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
 
