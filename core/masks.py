@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.rules import load_rules
+
 #: The target name for the region the person selected with clicks or brush.
 SELECTION = "Selection"
 
@@ -49,7 +51,11 @@ class InvalidMask(ValueError):
 
 def mask_from_labels(label_map: np.ndarray, label_names: Sequence[str],
                      targets: Sequence[str]) -> np.ndarray:
-    """The union of the targets' pixels; `label_names[i]` names label id `i`."""
+    """The union of the targets' pixels; `label_names[i]` names label id `i`.
+
+    A whole also takes the finer parts it contains (the rules' ``contains``: Face → Lips, Eyes,
+    Eyebrows) where this segmenter labels them apart, so "the face" means the whole face.
+    """
     names = list(label_names)
     ids: list[int] = []
     for target in targets:
@@ -57,6 +63,8 @@ def mask_from_labels(label_map: np.ndarray, label_names: Sequence[str],
         if not matches:
             raise UnknownLabel(target, names)
         ids.extend(matches)
+    for part in load_rules().contains_of(targets):
+        ids.extend(i for i, name in enumerate(names) if name == part)
     return np.isin(np.asarray(label_map), ids)
 
 

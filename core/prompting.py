@@ -181,6 +181,7 @@ _TEXT = {
         "intro": "You are ChatEdit's planner. Turn the person's request about their photo into edit commands.",
         "labels": "The parts of this image (the only allowed targets): {labels}.",
         "selection": "'{sel}' is the region the person selected with clicks or the brush.",
+        "contains": "'{whole}' includes {parts}; target a part alone to change only that part.",
         "commands": "Commands (paras are positional):",
         "format": ("Reply with a JSON array of objects {\"command\": NAME, \"paras\": [...]} and nothing else "
                    "is required; prose around it is ignored. Write prompts in English. Use only the commands and "
@@ -192,6 +193,7 @@ _TEXT = {
         "intro": "你是 ChatEdit 的规划器。把用户对照片的修改要求转换成编辑命令。",
         "labels": "这张图片的部分（唯一允许的目标）：{labels}。",
         "selection": "'{sel}' 是用户用点击或画笔选中的区域。",
+        "contains": "'{whole}' 包含 {parts}；只想修改其中一部分时，只以该部分为目标。",
         "commands": "命令（paras 按位置给出）：",
         "format": ("请回复一个 JSON 数组，每项为 {\"command\": 命令名, \"paras\": [...]}；数组外的文字会被忽略。"
                    "提示词用英文书写。只使用上面的命令和目标；如果无法用它们完成要求，请用 'advice' 命令说明原因。"),
@@ -208,6 +210,10 @@ def system_prompt(labels: Collection[str], language: Language = "en", rules: Rul
     lines = [text["intro"], text["labels"].format(labels=", ".join(label_list) or "—")]
     if rules.selection_label in labels:
         lines.append(text["selection"].format(sel=rules.selection_label))
+    for whole, parts in rules.contains.items():
+        inside = [p for p in parts if p in labels]
+        if whole in labels and inside:
+            lines.append(text["contains"].format(whole=whole, parts=", ".join(inside)))
     lines.append(text["commands"])
     for rule in rules.commands.values():
         if _usable(rule, labels):

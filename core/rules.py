@@ -8,6 +8,7 @@ decoding and the planners' system prompt are all derived from this data
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -87,6 +88,9 @@ class Rules:
     text_max_length: int
     selection_label: str
     default_labels: tuple[str, ...]
+    #: A whole and the finer parts a segmenter may label apart from it ("Face" → Lips, Eyes, Eyebrows):
+    #: a command on the whole also covers those parts, so retouching the face keeps the lips in it.
+    contains: dict[str, tuple[str, ...]]
     commands: dict[str, CommandRule]
     defaults: dict[str, Any]
     templates: dict[str, dict[str, Any]]
@@ -94,6 +98,10 @@ class Rules:
     @property
     def names(self) -> list[str]:
         return list(self.commands)
+
+    def contains_of(self, targets: Sequence[str]) -> list[str]:
+        """The finer parts the targets contain (not the targets themselves), in order, without repeats."""
+        return [p for p in dict.fromkeys(p for t in targets for p in self.contains.get(t, ())) if p not in targets]
 
 
 def _command(name: str, data: dict[str, Any]) -> CommandRule:
@@ -119,6 +127,7 @@ def parse_rules(data: dict[str, Any]) -> Rules:
         text_max_length=int(data["text_max_length"]),
         selection_label=data["selection_label"],
         default_labels=tuple(data["default_labels"]),
+        contains={whole: tuple(parts) for whole, parts in data.get("contains", {}).items()},
         commands={name: _command(name, spec) for name, spec in data["commands"].items()},
         defaults=dict(data["defaults"]),
         templates={k: dict(v) for k, v in data["templates"].items()},

@@ -8,6 +8,9 @@ when the image has no skirt).
 
 from __future__ import annotations
 
+#: Stands for every label of the image but the background and the selection ("the person", 人物).
+PERSON = "<person>"
+
 #: Part words → labels. Each entry: (pattern, [label groups in preference order]); a group
 #: is every label it means ("shoes" = both shoes). The first group the image has wins.
 PART_WORDS: list[tuple[str, list[list[str]]]] = [
@@ -28,8 +31,15 @@ PART_WORDS: list[tuple[str, list[list[str]]]] = [
     (r"\bsun ?glasses\b|\bshades\b|\bglasses\b|\bspectacles\b|墨镜|太阳镜|太阳眼镜|眼镜", [["Sunglasses"]]),
     (r"\bhats?\b|\bcaps?\b|\bbeanie\b|\bberet\b|帽子|草帽|帽", [["Hat"]]),
     (r"\bhair(?:style|cut)?\b|头发|发型|发色|秀发|长发|短发|卷发", [["Hair"]]),
-    (r"\bface\b|\bfacial\b|\beyes?\b|\blips\b|\bnose\b|\beyebrows?\b|脸部|面部|脸庞|脸蛋|面容|脸|眼睛|眼部|双眼|眉毛|嘴唇|鼻子|五官",
-     [["Face"]]),
+    # Face parts that a segmenter may label apart (the embedded one does); else the whole Face.
+    (r"\beye ?brows?\b|\bbrows\b|眉毛|眉", [["Eyebrows"], ["Face"]]),
+    (r"\blips\b|\bmouth\b|嘴唇|双唇|唇部|嘴巴|唇|嘴", [["Lips"], ["Face"]]),
+    (r"\beyes?\b|\birises\b|\biris\b|眼睛|眼部|双眼|眼珠|瞳孔|眼", [["Eyes"], ["Face"]]),
+    (r"\bface\b|\bfacial\b|\bnose\b|脸部|面部|脸庞|脸蛋|面容|脸|鼻子|五官", [["Face"]]),
+    (r"\bneck\b|\bthroat\b|脖子|颈部|脖颈|颈", [["Neck"]]),
+    # The person as a whole: every part of them this image has (not the background).
+    # Not before a possessive ("the person's shirt" is the shirt).
+    (r"\b(?:person|people|body|subject|figure)\b(?!['’]s\b)|(?:人物|人像|整个人|身体)(?!的)", [[PERSON]]),
     (r"\bdress(?:es)?\b|\bgown\b|连衣裙|长裙", [["Dress"], ["Skirt"]]),
     (r"\bskirts?\b|半身裙|短裙|裙子|裙摆|裙", [["Skirt"], ["Dress"]]),
     (r"\bpants\b|\btrousers\b|\bjeans\b|\bshorts\b|裤子|长裤|短裤|牛仔裤|裤", [["Pants"]]),
@@ -57,7 +67,7 @@ HIGH_INTENSITY = (r"\b(?:much|a lot|very|way|really|significantly|strongly|heavi
 #: Tonal adjustments: (pattern, property, sign). Order matters: "less bright" before "bright".
 ADJUST_WORDS: list[tuple[str, str, int]] = [
     (r"\bblack(?: and |-|&)white\b|\bgr[ae]yscale\b|\bmonochrome\b|黑白", "saturation", -9),
-    (r"\bless (?:bright|light)\b|\bdarker\b|\bdarken\b|\bdimmer\b|\bdim\b|调暗|变暗|暗一|更暗|压暗|降低亮度|减少亮度|暗",
+    (r"\bless (?:bright|light)\b|\bdarker\b|\bdarken\b|\bdimmer\b|\bdim\b|调暗|变暗|暗一|更暗|压暗|加深|降低亮度|减少亮度|暗",
      "brightness", -1),
     (r"\bbrighter\b|\bbrighten\b|\blighter\b|\blighten\b|\bmore light\b|\bexposure up\b"
      r"|提亮|调亮|变亮|亮一|更亮|增加亮度|提高亮度|增强亮度|亮度|(?<![漂闪光])亮",

@@ -49,7 +49,9 @@ def _compiled() -> dict[str, re.Pattern[str]]:
 
 @cache
 def _part_patterns() -> list[tuple[re.Pattern[str], list[list[str]]]]:
-    return [(_rx(pattern), groups) for pattern, groups in lx.PART_WORDS]
+    person = [label for label in load_rules().default_labels if label != "Background"]
+    return [(_rx(pattern), [person if group == [lx.PERSON] else group for group in groups])
+            for pattern, groups in lx.PART_WORDS]
 
 
 @cache
