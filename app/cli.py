@@ -25,7 +25,7 @@ import click
 from app.cli_common import configure_logging, open_services
 from core.settings import LANES, Settings, SettingsError, load_settings
 from jobs.errors import InvalidJobRequest
-from jobs.queue import JobRecord
+from jobs.queue import PRIORITY_RANGE, JobRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("chatedit")
@@ -88,12 +88,14 @@ def worker(obj: dict[str, Any], lanes: str, concurrency: int, name: str | None) 
 @click.pass_obj
 def serve(obj: dict[str, Any], port: int | None, host: str | None) -> None:
     """Upgrade the schema, then run the web app and a worker for every lane until Ctrl-C."""
+    from app.cli_segmentation import install_default_if_missing
     from db.migrate import upgrade
 
     settings: Settings = obj["settings"]
     with open_services(obj, need_schema=False) as services:
         revision = upgrade(services.database)
     click.echo(f"Database ready (revision {revision}): {settings.resolved_database_url.split('@')[-1]}")
+    install_default_if_missing(settings)
     port = settings.port if port is None else port
     host = settings.host if host is None else host
     children = {f"worker[{lane}]": [sys.executable, "-m", "app.cli", "worker", "--lanes", lane] for lane in LANES}
@@ -260,20 +262,34 @@ def jobs_show(obj: dict[str, Any], job_id: int, as_json: bool) -> None:
 @click.argument("kind")
 @click.option("--payload", default="{}", help="JSON object handed to the handler.")
 @click.option("--lane", type=click.Choice(list(LANES)), default="interactive", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--priority", type=click.IntRange(*PRIORITY_RANGE), default=0, show_default=True,
+              help="Higher runs first.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=None)
 @click.option("--wait", is_flag=True, help="Wait for the job to finish, showing its progress.")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up waiting after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(0, 86_400), default=None,
+              help="With --wait: give up waiting after this many seconds.")
 @click.pass_obj
 def jobs_submit(obj: dict[str, Any], kind: str, payload: str, lane: str, priority: int, max_attempts: int | None,
                 wait: bool, timeout: float | None) -> None:
     """Queue a job of KIND (e.g. `noop`) and print its id."""
+    from core.text import UnsafeText, check_json
+    from jobs.registry import HandlerRegistry, check_payload
+
+    known = HandlerRegistry().kinds
+    if kind not in known:
+        raise click.BadParameter(f"there is no job kind {kind!r}; the kinds are {', '.join(known)}", param_hint="KIND")
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON ({exc.msg} at character {exc.pos})", param_hint="--payload") from None
+    except RecursionError:
+        raise click.BadParameter("nested too deeply", param_hint="--payload") from None
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    try:
+        check_json(check_payload(kind, data), "the payload")
+    except (InvalidJobRequest, UnsafeText) as exc:
+        raise click.BadParameter(str(exc), param_hint="--payload") from None
     with open_services(obj) as services:
         job_id = services.queue.enqueue(kind, data, lane=lane, priority=priority, max_attempts=max_attempts)
         click.echo(str(job_id))

@@ -1,6 +1,6 @@
-"""``chatedit models export-segmenter`` and ``chatedit segment`` (issue 5).
+"""``chatedit models export-segmenter``, ``chatedit models install-default`` and ``chatedit segment``.
 
-Both import the segmentation code inside the command, so ``chatedit --help`` never loads
+They import the segmentation code inside the command, so ``chatedit --help`` never loads
 torch, transformers or onnxruntime.
 """
 
@@ -55,10 +55,60 @@ def export_segmenter_command(source: str, output: Path, tolerance: float) -> Non
     click.echo(f"Use it with CHATEDIT_SEGMENTER={report.path.resolve()}")
 
 
+@models.command("install-default")
+@click.pass_obj
+def install_default_command(obj: dict[str, Any]) -> None:
+    """Install the embedded default segmenter in DATA_DIR/models/chatedit-parts.
+
+    It fetches MediaPipe's trained models from PyPI (the mediapipe wheel; nothing is
+    installed), converts them to ONNX, checks each against the original, and writes the
+    folder with its manifest and licence. Nothing happens when it is already installed.
+    """
+    from core.segmentation import SegmenterError, read_metadata
+    from core.segmentation.default_segmenter import install_default_segmenter
+
+    settings = obj["settings"]
+    try:
+        folder = install_default_segmenter(settings.data_dir, progress=click.echo)
+        manifest = read_metadata(folder)
+    except SegmenterError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Segmenter {manifest.model_id} in {folder.resolve()}: "
+               + ", ".join(sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))) + ".")
+    click.echo("Labels: " + ", ".join(manifest.label_names) + ".")
+    if settings.segmenter is not None:
+        click.echo(f"CHATEDIT_SEGMENTER={settings.segmenter} is set, so it is used instead; unset it to use this one.")
+
+
+def install_default_if_missing(settings: Any) -> None:
+    """What `chatedit serve` does first: install the default segmenter when none is set and it is missing.
+
+    Without a network the app runs on without one, as it would have before.
+    """
+    from core.segmentation import SegmenterError
+    from core.segmentation.default_segmenter import default_segmenter_path, install_default_segmenter, is_installed
+
+    if settings.segmenter is not None or not settings.auto_install_segmenter:
+        return
+    if is_installed(default_segmenter_path(settings)):
+        return
+    click.echo("Installing the default segmenter (MediaPipe's models from PyPI, converted to ONNX; once) …")
+    try:
+        folder = install_default_segmenter(settings.data_dir, progress=lambda _: None)
+    except SegmenterError as exc:
+        click.echo(f"The default segmenter was not installed, so parts are not found automatically: {exc}")
+        return
+    except OSError as exc:
+        click.echo(f"The default segmenter could not be written under {settings.data_dir} "
+                   f"({exc.strerror or exc}), so parts are not found automatically.")
+        return
+    click.echo(f"Default segmenter installed in {folder}.")
+
+
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--segmenter", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="ONNX segmenter to use (default CHATEDIT_SEGMENTER).")
+@click.option("--segmenter", type=click.Path(path_type=Path), default=None,
+              help="Segmenter to use: an ONNX file or a composite segmenter's folder (default: the one configured).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the label map as a PNG (pixel value = label id, with a colour palette).")
@@ -70,10 +120,11 @@ def segment(obj: dict[str, Any], image: Path, segmenter: Path | None, as_json: b
     """
     from core.images import ImageRejected, load_image
     from core.segmentation import SegmenterError, encode_label_map, load_segmenter
+    from core.segmentation.default_segmenter import segmenter_in_use
     from jobs.segmentation import SegmenterNotConfigured
 
     settings = obj["settings"]
-    path = segmenter if segmenter is not None else settings.segmenter
+    path = segmenter if segmenter is not None else segmenter_in_use(settings)
     if path is None:
         raise click.ClickException(str(SegmenterNotConfigured()))
     try:
@@ -94,12 +145,14 @@ def segment(obj: dict[str, Any], image: Path, segmenter: Path | None, as_json: b
     if as_json:
         click.echo(json.dumps({
             "image": str(image), "width": loaded.width, "height": loaded.height, "model_id": model.model_id,
-            "labels": result.label_entries(),
+            "labels": result.label_entries(), "notes": list(result.notes),
             "label_map": None if output is None else str(output),
         }, ensure_ascii=False, indent=2))
         return
     click.echo(f"{image} ({loaded.width}×{loaded.height}), segmenter {model.model_id} on {model.provider}:")
     for name in result.present:
         click.echo(f"  {name:<16} {result.shares[name]:>7.2%}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     if output is not None:
         click.echo(f"Label map written to {output}")

@@ -24,8 +24,9 @@ from core.segmentation import (
     load_segmenter,
     read_metadata,
 )
+from core.segmentation.default_segmenter import segmenter_in_use
 from db.models import Segmentation
-from jobs.images import get_image, image_rgb
+from jobs.images import get_image, working_rgb
 from jobs.services import Services
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class SegmenterNotConfigured(ValueError):
     """Segmentation was asked for but no segmenter is set."""
 
     def __init__(self) -> None:
-        super().__init__("No segmenter is configured; set CHATEDIT_SEGMENTER to an ONNX file made by "
-                         "`chatedit models export-segmenter`, or select regions with clicks and the brush.")
+        super().__init__("No segmenter is configured; install the embedded one with `chatedit models install-default` "
+                         "or set CHATEDIT_SEGMENTER to an ONNX file made by `chatedit models export-segmenter`, or "
+                         "select regions with clicks and the brush.")
 
 
 class SegmentationNotFound(LookupError):
@@ -60,6 +62,8 @@ class SegmentationRecord:
     segmentation_id: int
     cached: bool
     image_id: int
+    #: What the segmenter could not label and why; only when it ran for this call (not stored with the label map).
+    notes: tuple[str, ...] = ()
 
 
 # One lock per (image, model) being computed in this process: a second request waits and reads the cache.
@@ -68,8 +72,8 @@ _inflight_guard = threading.Lock()
 
 
 def segment_image(services: Services, image_id: int, segmenter_path: Path | None = None) -> SegmentationRecord:
-    """The image's segmentation by this segmenter: from the cache, or computed once and stored."""
-    path = segmenter_path if segmenter_path is not None else services.settings.segmenter
+    """The image's segmentation by this segmenter (default: the one this process uses), cached or computed once."""
+    path = segmenter_path if segmenter_path is not None else segmenter_in_use(services.settings)
     if path is None:
         raise SegmenterNotConfigured()
     model_id = read_metadata(path).model_id
@@ -115,7 +119,7 @@ def _find(services: Services, image_id: int, model_id: str) -> Segmentation | No
 def _compute(services: Services, image_id: int, path: Path) -> SegmentationRecord:
     get_image(services, image_id)  # raises ImageNotFound before any model is loaded
     segmenter = load_segmenter(path)
-    result = segmenter.segment(image_rgb(services, image_id))
+    result = segmenter.segment(working_rgb(services, image_id))  # label maps are at the working copy's size
     key = services.blobs.put(encode_label_map(result.label_map, result.label_names))
     labels = result.label_entries()
     row = Segmentation(image_id=image_id, model_id=segmenter.model_id, label_map_key=key, labels=labels)
@@ -133,7 +137,8 @@ def _compute(services: Services, image_id: int, path: Path) -> SegmentationRecor
     log.info("segmented image %d with %s: %s", image_id, segmenter.model_id, ", ".join(result.present))
     return SegmentationRecord(label_map=result.label_map, label_names=result.label_names, present=result.present,
                               shares={entry["name"]: entry["share"] for entry in labels},
-                              model_id=segmenter.model_id, segmentation_id=row.id, cached=False, image_id=image_id)
+                              model_id=segmenter.model_id, segmentation_id=row.id, cached=False, image_id=image_id,
+                              notes=result.notes)
 
 
 def _record(services: Services, row: Segmentation, *, cached: bool) -> SegmentationRecord:

@@ -72,6 +72,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         worker_poll_seconds=0.2,
         worker_shutdown_grace_seconds=2.0,
         retry_base_delay_seconds=0.2,
+        auto_install_segmenter=False,  # `chatedit serve` in a test never downloads the default segmenter
     )
 
 
@@ -145,3 +146,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     from tests.diffusion_support import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def default_segmenter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded default segmenter, installed once per session from the cached mediapipe wheel (real weights)."""
+    from core.segmentation.default_segmenter import install_default_segmenter
+    from tests import real_assets
+
+    real_assets.mediapipe_models()  # skips when PyPI cannot be reached
+    return install_default_segmenter(tmp_path_factory.mktemp("default-segmenter"), cache_dir=real_assets.cache_dir(),
+                                     progress=lambda _: None)

@@ -8,14 +8,6 @@ docs/screenshots/ when CHATEDIT_SAVE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,164 +20,102 @@ from jobs.gallery import list_histories
 from jobs.histories import history_steps
 from jobs.images import encode_png, image_rgb
 from jobs.services import Services
-
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).parents[1]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-WAIT_MS = 90_000
+from tests.browser_support import browser_page, keep_screenshots, serving, shot
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`chatedit serve` on a free port and a fresh data dir, with a segmenter; yields its URL and the data dir."""
+    """`chatedit serve` with a small test segmenter; yields its URL and the data dir."""
     from tests.test_segmentation_support import build_colour_segmenter
 
-    data_dir = tmp_path / "data"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
-    env.update(CHATEDIT_DATA_DIR=str(data_dir), CHATEDIT_WORKER_POLL_SECONDS="0.2",
-               CHATEDIT_WORKER_SHUTDOWN_GRACE_SECONDS="2",
-               CHATEDIT_SEGMENTER=str(build_colour_segmenter(tmp_path / "colours.onnx")))
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`chatedit serve` did not come up:\n{(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.3)
-        yield url, data_dir
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-
-
-def _shot(page: object, path: Path) -> None:
-    """A screenshot once every image on the page has loaded (Streamlit loads them after the layout)."""
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
-        " && !document.querySelector('[data-testid=\"stSkeleton\"]')")
-    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    with serving(tmp_path, segmenter=str(build_colour_segmenter(tmp_path / "colours.onnx"))) as served:
+        yield served
 
 
 def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: tuple[str, Path],
                                                                        tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    assert CHROMIUM.exists(), "Debian's chromium is needed at /usr/bin/chromium (bash .ci/ensure-chromium installs it)"
     url, data_dir = server
     photo = tmp_path / "fruit-bowl.png"
     photo.write_bytes(encode_png(still_life()))
     shots = tmp_path / "screenshots"
-    shots.mkdir()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
-        page.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
+    with browser_page(shots) as page:
+        page.goto(url)
+        expect(page.get_by_text("Upload a photo or pick a sample image in the sidebar")).to_be_visible()
+
+        # 1. Upload: a new history opens, named after the file.
+        page.locator('input[type="file"]').set_input_files(str(photo))
+        expect(page.get_by_role("heading", name="fruit-bowl")).to_be_visible()
+
+        # The segment job runs on the worker; the parts it found appear as chips, the overlay toggles on.
+        expect(page.get_by_text("Parts found:")).to_be_visible()
+        expect(page.get_by_text("Background ·").first).to_be_visible()
+        page.get_by_text("Show parts").click()
+        expect(page.get_by_text("Each part tinted in its own colour")).to_be_visible()
+
+        # 2. Chat: the rule planner's command appears on the Operation Board.
+        chat = page.get_by_placeholder("Say what to change")
+        chat.fill("make it brighter")
+        chat.press("Enter")
+        expect(page.get_by_text("Brighten the whole image (+0.3)").first).to_be_visible()
+
+        # 3. Run all: the worker runs it and the result appears beside the base.
+        page.get_by_role("button", name="Run all").click()
+        set_as_base = page.get_by_role("button", name="Set as base")
+        expect(set_as_base).to_be_visible()
+        expect(page.get_by_role("button", name="Run all")).to_be_visible()  # the page has finished its rerun
+        expect(page.get_by_text("Planner: rules")).to_be_visible()
+        shot(page, shots / "editor.png")
+
+        services = Services.from_settings(load_settings(data_dir=data_dir))
         try:
-            page.goto(url)
-            expect(page.get_by_text("Upload a photo or pick a sample image in the sidebar")).to_be_visible()
-
-            # 1. Upload: a new history opens, named after the file.
-            page.locator('input[type="file"]').set_input_files(str(photo))
-            expect(page.get_by_role("heading", name="fruit-bowl")).to_be_visible()
-
-            # The segment job runs on the worker; the parts it found appear as chips, the overlay toggles on.
-            expect(page.get_by_text("Parts found:")).to_be_visible()
-            expect(page.get_by_text("Background ·").first).to_be_visible()
-            page.get_by_text("Show parts").click()
-            expect(page.get_by_text("Each part tinted in its own colour")).to_be_visible()
-
-            # 2. Chat: the rule planner's command appears on the Operation Board.
-            chat = page.get_by_placeholder("Say what to change")
-            chat.fill("make it brighter")
-            chat.press("Enter")
-            expect(page.get_by_text("adjust “brightness” +0.3 on the whole image").first).to_be_visible()
-
-            # 3. Run all: the worker runs it and the result appears beside the base.
-            page.get_by_role("button", name="Run all").click()
-            set_as_base = page.get_by_role("button", name="Set as base")
-            expect(set_as_base).to_be_visible()
-            expect(page.get_by_role("button", name="Run all")).to_be_visible()  # the page has finished its rerun
-            expect(page.get_by_text("Planner: rules")).to_be_visible()
-            _shot(page, shots / "editor.png")
-
-            services = Services.from_settings(load_settings(data_dir=data_dir))
-            try:
-                (card,) = list_histories(services)
-                root, result = history_steps(services, card.id)
-                assert result.parent_id == root.id and result.commands[0]["command"] == "adjust"
-                assert image_rgb(services, result.image_id).mean() > image_rgb(services, root.image_id).mean() + 5
-            finally:
-                services.close()
-
-            # The result downloads as a PNG with its recipe inside.
-            with page.expect_download() as download_info:
-                page.get_by_role("button", name="Download PNG").nth(1).click()
-            recipe = read_recipe(Path(download_info.value.path()).read_bytes())
-            assert recipe is not None and recipe["commands"][0]["command"] == "adjust"
-
-            # 4. Set as base, then reload: the same history, its base and its conversation come back.
-            set_as_base.click()
-            expect(page.get_by_text(f"base is step {result.id}")).to_be_visible()
-            page.reload()
-            expect(page.get_by_role("heading", name="fruit-bowl")).to_be_visible()
-            expect(page.get_by_text(f"base is step {result.id}")).to_be_visible()
-            expect(page.get_by_text("make it brighter", exact=True)).to_be_visible()
-
-            # 5. The Gallery has it, with its two steps; opening it shows the tree.
-            page.goto(f"{url}/gallery")
-            expect(page.get_by_text("fruit-bowl", exact=True)).to_be_visible()
-            expect(page.get_by_text("2 steps").first).to_be_visible()
-            _shot(page, shots / "gallery.png")
-            page.locator(f".st-key-open_{card.id} button").click()
-            expect(page.get_by_role("button", name="Re-run")).to_be_visible()
-            _shot(page, shots / "history.png")
-
-            for path, markers in (("settings", ["Exact edits", "Mask optimisation (built-in: True)", "Save settings"]),
-                                  ("status", ["Database reachable", "idle", "Exact edits"]),
-                                  ("manual", ["Commands · 命令", "tonal change of the targets"])):
-                page.goto(f"{url}/{path}")
-                for marker in markers:  # tables fill in after the page: wait for their cells
-                    expect(page.get_by_text(marker).first).to_be_visible()
-                name = path
-                _shot(page, shots / f"{name}.png")
-        except Exception:
-            page.screenshot(path=str(shots / "failure.png"), full_page=True)
-            raise
+            (card,) = list_histories(services)
+            root, result = history_steps(services, card.id)
+            assert result.parent_id == root.id and result.commands[0]["command"] == "adjust"
+            assert image_rgb(services, result.image_id).mean() > image_rgb(services, root.image_id).mean() + 5
         finally:
-            browser.close()
+            services.close()
 
-    if os.environ.get("CHATEDIT_SAVE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for shot in shots.glob("*.png"):
-            if shot.name != "failure.png":
-                shutil.copy(shot, SCREENSHOTS / shot.name)
+        # The result downloads as a PNG with its recipe inside.
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download PNG").nth(1).click()
+        recipe = read_recipe(Path(download_info.value.path()).read_bytes())
+        assert recipe is not None and recipe["commands"][0]["command"] == "adjust"
+
+        # 4. Set as base, then reload: the same history, its base and its conversation come back.
+        set_as_base.click()
+        expect(page.get_by_text(f"base is step {result.id}")).to_be_visible()
+        page.reload()
+        expect(page.get_by_role("heading", name="fruit-bowl")).to_be_visible()
+        expect(page.get_by_text(f"base is step {result.id}")).to_be_visible()
+        expect(page.get_by_text("make it brighter", exact=True)).to_be_visible()
+
+        # Ctrl+Z undoes (the base goes back to the upload), Ctrl+Shift+Z redoes.
+        page.get_by_role("heading", name="fruit-bowl").click()  # keys go to the page, not to an input
+        page.keyboard.press("Control+z")
+        expect(page.get_by_text(f"Undone: the base is step {root.id} again.")).to_be_visible()
+        page.keyboard.press("Control+Shift+z")
+        expect(page.get_by_text(f"Redone: step {result.id} is the base again.")).to_be_visible()
+
+        # 5. The Gallery has it, with its two steps; opening it shows the tree.
+        page.goto(f"{url}/gallery")
+        expect(page.get_by_text("fruit-bowl", exact=True)).to_be_visible()
+        expect(page.get_by_text("2 steps").first).to_be_visible()
+        shot(page, shots / "gallery.png")
+        page.locator(f".st-key-open_{card.id} button").click()
+        expect(page.get_by_role("button", name="Re-run")).to_be_visible()
+        shot(page, shots / "history.png")
+
+        for path, markers in (("settings", ["Exact edits", "Mask optimisation (built-in: True)", "Save settings"]),
+                              ("status", ["Database reachable", "idle", "Exact edits"]),
+                              ("manual", ["Commands · 命令", "tonal change of the targets"])):
+            page.goto(f"{url}/{path}")
+            for marker in markers:  # tables fill in after the page: wait for their cells
+                expect(page.get_by_text(marker).first).to_be_visible()
+            name = path
+            shot(page, shots / f"{name}.png")
+    keep_screenshots(shots)

@@ -15,6 +15,7 @@ from core.segmentation import OnnxSegmenter
 from db.models import Segmentation
 from jobs.images import ImageNotFound, encode_png, store_upload
 from jobs.queue import JobStatus
+from jobs.registry import InvalidPayload
 from jobs.segmentation import (
     SegmentationNotFound,
     SegmenterNotConfigured,
@@ -105,7 +106,7 @@ def test_another_model_segments_the_image_again(services: Services, colour_model
 
 def test_the_configured_segmenter_is_the_default(services: Services, colour_model: Path) -> None:
     image_id = _store_person(services)
-    with pytest.raises(SegmenterNotConfigured, match="No segmenter is configured; set CHATEDIT_SEGMENTER"):
+    with pytest.raises(SegmenterNotConfigured, match="No segmenter is configured; install the embedded one"):
         segment_image(services, image_id)
     services.settings = services.settings.model_copy(update={"segmenter": colour_model})
     assert segment_image(services, image_id).present == PRESENT
@@ -150,26 +151,42 @@ def test_losing_the_insert_race_to_another_process_reads_the_winner(services: Se
 def test_the_segment_job_returns_the_labels_and_uses_the_cache(services: Services, colour_model: Path,
                                                                inferences: list[str]) -> None:
     image_id = _store_person(services)
-    payload = {"image_id": image_id, "segmenter": str(colour_model)}
+    unset = services.queue.enqueue("segment", {"image_id": image_id}, lane="interactive")
     with running_worker(services, lanes=["interactive"]) as _:
-        first = _wait(services, services.queue.enqueue("segment", payload, lane="interactive"))
-        second = _wait(services, services.queue.enqueue("segment", payload, lane="interactive"))
-        bad = _wait(services, services.queue.enqueue("segment", {"image_id": "7"}, lane="interactive"))
-        unset = _wait(services, services.queue.enqueue("segment", {"image_id": image_id}, lane="interactive"))
-        gone = _wait(services, services.queue.enqueue(
-            "segment", {"image_id": image_id, "segmenter": str(colour_model.with_name("gone.onnx"))},
-            lane="interactive"))
+        assert _wait(services, unset).status is JobStatus.FAILED
+    # The worker segments with its own configured segmenter; the payload names only the image.
+    worker_services = Services.from_settings(services.settings.model_copy(update={"segmenter": colour_model}))
+    with running_worker(worker_services, lanes=["interactive"]) as _:
+        first = _wait(services, services.queue.enqueue("segment", {"image_id": image_id}, lane="interactive"))
+        second = _wait(services, services.queue.enqueue("segment", {"image_id": image_id}, lane="interactive"))
     assert first.status is JobStatus.SUCCEEDED and first.result is not None
     assert first.result["labels"] == list(PRESENT) and first.result["cached"] is False
-    assert set(first.result["shares"]) == set(PRESENT)
+    assert set(first.result["shares"]) == set(PRESENT) and first.result["notes"] == []
     assert second.result is not None and second.result["cached"] is True
     assert second.result["segmentation_id"] == first.result["segmentation_id"]
     assert len(inferences) == 1
-    assert bad.status is JobStatus.FAILED and bad.attempts == 1
-    assert bad.error_message == "A segment job needs an integer image_id, got '7'."
-    assert unset.status is JobStatus.FAILED and "CHATEDIT_SEGMENTER" in (unset.error_message or "")
-    assert gone.status is JobStatus.FAILED and gone.attempts == 1
-    assert (gone.error_message or "").startswith("There is no segmenter at")
+    assert "CHATEDIT_SEGMENTER" in (services.queue.get(unset).error_message or "")
+
+
+def test_a_segment_payload_names_an_image_and_nothing_else(services: Services, colour_model: Path) -> None:
+    """A payload that names a file would let anyone who may submit a job make the worker open it."""
+    with pytest.raises(InvalidPayload, match="unknown key 'segmenter'"):
+        services.queue.enqueue("segment", {"image_id": 1, "segmenter": str(colour_model)}, lane="interactive")
+    with pytest.raises(InvalidPayload, match="image_id"):
+        services.queue.enqueue("segment", {"image_id": "7"}, lane="interactive")
+    with pytest.raises(InvalidPayload, match="image_id is missing"):
+        services.queue.enqueue("segment", {}, lane="interactive")
+
+
+def test_a_missing_configured_segmenter_fails_the_job_once_with_a_sentence(services: Services,
+                                                                          colour_model: Path) -> None:
+    image_id = _store_person(services)
+    gone = colour_model.with_name("gone.onnx")
+    worker_services = Services.from_settings(services.settings.model_copy(update={"segmenter": gone}))
+    with running_worker(worker_services, lanes=["interactive"]) as _:
+        job = _wait(services, services.queue.enqueue("segment", {"image_id": image_id}, lane="interactive"))
+    assert job.status is JobStatus.FAILED and job.attempts == 1
+    assert (job.error_message or "").startswith("There is no segmenter at")
 
 
 def _wait(services: Services, job_id: int, timeout_s: float = 30.0):  # type: ignore[no-untyped-def]

@@ -1,8 +1,10 @@
 """Human parsing: an ONNX-exported segmenter turns a photo into a label map (Hair, Face, Upper-clothes …).
 
 ``export`` (needs torch and transformers, imported when called) makes the ONNX file;
-``runtime`` (needs onnxruntime, imported when a session is created) runs it. Importing this
-package loads neither.
+``runtime`` (needs onnxruntime, imported when a session is created) runs it. ``composite`` is
+the embedded default: MediaPipe's networks converted to ONNX plus parts derived from their
+points, installed by ``default_segmenter``. Importing this package loads none of the heavy
+libraries.
 """
 
 from core.segmentation.errors import (

@@ -20,6 +20,8 @@ from core.segmentation.errors import InvalidSegmenter, SegmenterNotFound
 if TYPE_CHECKING:
     import onnx
 
+    from core.segmentation.composite import CompositeManifest
+
 FORMAT_VERSION = "1"
 KEY_FORMAT = "chatedit.format"
 KEY_MODEL_ID = "chatedit.model_id"
@@ -126,9 +128,13 @@ def write_metadata(model: onnx.ModelProto, metadata: SegmenterMetadata) -> None:
         entry.key, entry.value = key, value
 
 
-def read_metadata(path: Path | str) -> SegmenterMetadata:
-    """The metadata of an exported segmenter; read once per file version and process."""
+def read_metadata(path: Path | str) -> SegmenterMetadata | CompositeManifest:
+    """The metadata of an exported segmenter, or a composite segmenter folder's manifest; read once per version."""
     path = Path(path)
+    if path.is_dir():
+        from core.segmentation.composite import read_manifest
+
+        return read_manifest(path)
     try:
         stat = path.resolve().stat()
     except FileNotFoundError:

@@ -28,6 +28,8 @@ from core.segmentation.processing import (
 if TYPE_CHECKING:
     import onnxruntime
 
+    from core.segmentation.composite import CompositeSegmenter
+
 log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
@@ -44,6 +46,8 @@ class SegmentationResult:
     shares: dict[str, float]
     #: The (first) label id of each label present.
     ids: dict[str, int]
+    #: What the segmenter could not label and why (a composite segmenter's notes; none from an ONNX file).
+    notes: tuple[str, ...] = ()
 
     def label_entries(self) -> list[dict[str, Any]]:
         """``[{"name", "id", "share"}]`` of the labels present: what is stored and printed."""
@@ -94,9 +98,13 @@ _sessions: dict[tuple[str, int, int], OnnxSegmenter] = {}
 _sessions_lock = threading.Lock()
 
 
-def load_segmenter(path: Path | str) -> OnnxSegmenter:
-    """The segmenter at ``path``, loaded once per file version and process (a changed file loads again)."""
+def load_segmenter(path: Path | str) -> OnnxSegmenter | CompositeSegmenter:
+    """The segmenter at ``path`` (an ONNX file, or a composite segmenter's folder), loaded once per version and process."""
     path = Path(path)
+    if path.is_dir():
+        from core.segmentation.composite import load_composite
+
+        return load_composite(path)
     metadata = read_metadata(path)  # raises SegmenterNotFound / InvalidSegmenter in a sentence
     resolved = path.resolve()
     stat = resolved.stat()
@@ -138,5 +146,8 @@ def _new_session(path: Path) -> onnxruntime.InferenceSession:
 
 def clear_sessions() -> None:
     """Forget every loaded session (tests; a worker never needs this)."""
+    from core.segmentation.composite import clear_loaded
+
     with _sessions_lock:
         _sessions.clear()
+    clear_loaded()
