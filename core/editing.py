@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core import classical
+from core import backends, classical
 from core.colors import parse_color
 from core.commands import Command
-from core.masks import build_mask
+from core.masks import build_mask, resize_mask
 from core.rules import Rules, load_rules
 from core.settings import Settings
 
@@ -28,46 +28,32 @@ if TYPE_CHECKING:
     from core.generative.executors import GenerativeRun, StepHooks
     from core.generative.registry import PipelineRegistry
 
-#: The setting that gives each generative command a backend (issue 6's model registry).
-GENERATIVE_SETTINGS: dict[str, str] = {
-    "change": "CHATEDIT_INPAINT_MODEL",
-    "remove": "CHATEDIT_INPAINT_MODEL",
-    "face": "CHATEDIT_BASE_MODEL",
-    "instruct": "CHATEDIT_IP2P_MODEL",
-    "style": "CHATEDIT_BASE_MODEL",
-}
-
-_WHAT_IT_NEEDS: dict[str, str] = {
-    "CHATEDIT_INPAINT_MODEL": "a Stable Diffusion inpainting model",
-    "CHATEDIT_BASE_MODEL": "a Stable Diffusion model",
-    "CHATEDIT_IP2P_MODEL": "an InstructPix2Pix model",
-}
-
-
 class NeedsGenerativeBackend(RuntimeError):
-    """A command only a generative editor can run, and none is configured."""
+    """A command only a generative editor can run, and none is configured (or the person chose the classical one)."""
 
-    def __init__(self, command: str, setting: str) -> None:
-        super().__init__(
-            f"'{command}' needs a generative editor and none is configured; set {setting} to "
-            f"{_WHAT_IT_NEEDS.get(setting, 'a model')} (an HF id or a local directory) to enable it."
-        )
+    def __init__(self, command: str, message: str | None = None) -> None:
+        super().__init__(message or backends.missing_backend_sentence(command))
         self.command = command
-        self.setting = setting
 
 
 @dataclass(frozen=True)
 class Regions:
-    """What masks are made from: the segmentation's label map and the person's selection."""
+    """What masks are made from: the segmentation's label map and the person's selection.
+
+    ``shape`` is the image's. The label map and the selection may be smaller (made on the
+    working copy, same aspect): masks are found at their size and scaled up to the image,
+    where the edit and its feathered edge happen.
+    """
 
     shape: tuple[int, int]
     label_map: np.ndarray | None = None
     label_names: Sequence[str] = ()
     selection: np.ndarray | None = None
 
-    def mask(self, targets: Sequence[str]) -> np.ndarray:
+    def mask(self, targets: Sequence[str], *, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The targets' region at the image's size (or at ``shape``, another scale of it)."""
         return build_mask(targets, label_map=self.label_map, label_names=self.label_names,
-                          selection=self.selection, shape=self.shape)
+                          selection=self.selection, shape=shape or self.shape, scale_sources=True)
 
 
 @dataclass
@@ -90,32 +76,30 @@ def classical_backend_for(command: Command, rules: Rules | None = None) -> bool:
 
 def openai_fallback_configured(settings: Settings | None) -> bool:
     """The OpenAI image-edit fallback is on when its model is named (the key may come from OPENAI_API_KEY)."""
-    return settings is not None and bool(settings.openai_image_model)
+    return backends.openai_fallback_configured(settings)
 
 
 def local_model_configured(command: Command, settings: Settings | None) -> bool:
     """True when the diffusers model this generative command needs is configured."""
-    setting = GENERATIVE_SETTINGS.get(command.command)
-    if settings is None or setting is None:
-        return False
-    return bool(getattr(settings, setting.removeprefix("CHATEDIT_").lower(), None))
+    return backends.local_model_configured(command.command, settings)
 
 
 def runs_generatively(command: Command, settings: Settings | None, rules: Rules | None = None) -> bool:
     """Whether this command goes to a generative backend (else the classical editor runs it)."""
-    rule = (rules or load_rules()).commands[command.command]
-    return rule.generative and (local_model_configured(command, settings) or openai_fallback_configured(settings))
+    return backends.runs_generatively(command.command, settings, rules)
 
 
-def check_runnable(commands: Sequence[Command], rules: Rules | None = None, settings: Settings | None = None) -> None:
+def check_runnable(commands: Sequence[Command], rules: Rules | None = None, settings: Settings | None = None, *,
+                   classical_only: bool = False) -> None:
     """Raise :class:`NeedsGenerativeBackend` for the first command no configured backend can run.
 
-    Without ``settings`` only the classical editor counts as configured.
+    The same check (:func:`core.backends.backend_problem`) greys such a command on the
+    Operation Board before any job. Without ``settings`` only the classical editor counts.
     """
-    rules = rules or load_rules()
     for command in commands:
-        if not classical_backend_for(command, rules) and not runs_generatively(command, settings, rules):
-            raise NeedsGenerativeBackend(command.command, GENERATIVE_SETTINGS.get(command.command, "a generative model"))
+        problem = backends.backend_problem(command.command, settings, rules, classical_only=classical_only)
+        if problem is not None:
+            raise NeedsGenerativeBackend(command.command, problem)
 
 
 def run_generative(image: np.ndarray, command: Command, regions: Regions, params: dict[str, Any], *,
@@ -157,12 +141,14 @@ def generative_mask(command: Command, regions: Regions, rules: Rules | None = No
     if command.command in ("instruct", "style"):
         return None
     targets = ("Face",) if command.command == "face" else command.targets(rules)
-    mask = regions.mask(targets)
     if optimise and regions.label_map is not None and command.command != "face":
         from core.mask_tools import optimise_mask
 
-        mask = optimise_mask(mask, regions.label_map, regions.label_names)
-    return mask
+        # Optimised where the parts' edges are known (the label map's size), then scaled to the image.
+        at_labels = regions.label_map.shape[:2]
+        optimised = optimise_mask(regions.mask(targets, shape=at_labels), regions.label_map, regions.label_names)
+        return resize_mask(optimised, regions.shape)
+    return regions.mask(targets)
 
 
 def _run_local(image: np.ndarray, command: Command, mask: np.ndarray | None, params: dict[str, Any],
@@ -192,7 +178,7 @@ def _run_openai(image: np.ndarray, command: Command, mask: np.ndarray | None, pa
     from core.generative.openai_edit import openai_edit, prompt_for
 
     if not openai_fallback_configured(settings):
-        raise NeedsGenerativeBackend(command.command, GENERATIVE_SETTINGS.get(command.command, "a generative model"))
+        raise NeedsGenerativeBackend(command.command)
     whole = np.ones(image.shape[:2], dtype=bool)
     return openai_edit(image, whole if mask is None else mask, prompt_for(command), params, settings, hooks)
 
@@ -203,7 +189,7 @@ def run_classical(image: np.ndarray, command: Command, regions: Regions, params:
     rules = rules or load_rules()
     runner = _RUNNERS.get(command.command)
     if runner is None or not classical_backend_for(command, rules):
-        raise NeedsGenerativeBackend(command.command, GENERATIVE_SETTINGS.get(command.command, "a generative model"))
+        raise NeedsGenerativeBackend(command.command)
     started = time.perf_counter()
     mask = regions.mask(command.targets(rules))
     masked = time.perf_counter()

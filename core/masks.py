@@ -70,8 +70,14 @@ def mask_from_labels(label_map: np.ndarray, label_names: Sequence[str],
 
 def build_mask(targets: Sequence[str], *, label_map: np.ndarray | None = None,
                label_names: Sequence[str] = (), selection: np.ndarray | None = None,
-               shape: tuple[int, int]) -> np.ndarray:
-    """The region a command acts on; no targets means the whole image (e.g. `adjust`)."""
+               shape: tuple[int, int], scale_sources: bool = False) -> np.ndarray:
+    """The region a command acts on, at ``shape``; no targets means the whole image (e.g. `adjust`).
+
+    With ``scale_sources``, a label map or selection made on a smaller copy of the image
+    (same aspect, e.g. the working copy) is scaled to ``shape``: each target's region is
+    found at its source's size and then scaled, so edges stay smooth. Without it, or when
+    the aspect differs, a source of another size is an :class:`InvalidMask`.
+    """
     height, width = shape[:2]
     if not targets:
         return np.ones((height, width), dtype=bool)
@@ -80,18 +86,75 @@ def build_mask(targets: Sequence[str], *, label_map: np.ndarray | None = None,
     if SELECTION in targets:
         if selection is None:
             raise MissingSelection()
-        mask |= _check_shape(np.asarray(selection) != 0, (height, width), "selection")
+        mask |= _fit(np.asarray(selection) != 0, (height, width), "selection", scale_sources)
     if labels:
         if label_map is None:
             raise UnknownLabel(labels[0], ())
-        mask |= _check_shape(mask_from_labels(label_map, label_names, labels), (height, width), "label map")
+        mask |= _fit(mask_from_labels(label_map, label_names, labels), (height, width), "label map", scale_sources)
     return mask
 
 
-def _check_shape(mask: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
-    if mask.shape != shape:
+def _fit(mask: np.ndarray, shape: tuple[int, int], what: str, scale: bool) -> np.ndarray:
+    if mask.shape == shape:
+        return mask
+    if not scale or not same_aspect(mask.shape, shape):
         raise InvalidMask(f"the {what} is {mask.shape[1]}×{mask.shape[0]} but the image is {shape[1]}×{shape[0]}")
-    return mask
+    return resize_mask(mask, shape)
+
+
+def same_aspect(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two H×W sizes are one picture at two scales (each side rounded to whole pixels)."""
+    (h1, w1), (h2, w2) = a[:2], b[:2]
+    if (h1, w1) == (h2, w2):
+        return True
+    # With w = W·s + e and h = H·s + f, |e|, |f| ≤ ½: |w·H − h·W| ≤ ½·(W + H) for the larger size W × H.
+    big_h, big_w = (h1, w1) if h1 * w1 >= h2 * w2 else (h2, w2)
+    return abs(w1 * h2 - h1 * w2) <= 0.5 * (big_w + big_h)
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean mask scaled to ``shape`` (H, W), its edge following the shape it outlines.
+
+    Scaling up interpolates and keeps what is at least half selected, so a mask drawn on
+    the working copy comes out with smooth edges rather than steps as wide as the scale;
+    scaling down keeps the pixels that are mostly selected.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    height, width = shape[:2]
+    if mask.ndim != 2:
+        raise InvalidMask(f"a mask is H×W, got shape {mask.shape}")
+    if mask.shape == (height, width):
+        return mask.copy()
+    if height < 1 or width < 1 or mask.size == 0:
+        raise InvalidMask(f"cannot scale a {mask.shape[1]}×{mask.shape[0]} mask to {width}×{height}")
+    shrinking = height * width < mask.size
+    scaled = cv2.resize(mask.astype(np.uint8) * 255, (width, height),
+                        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return scaled >= 128
+
+
+def resize_labels(label_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A label map scaled to ``shape`` (H, W) by nearest neighbour: every pixel keeps a real label id, never a blend.
+
+    Each output pixel takes the label under its centre, so a label map made on the working
+    copy lines up with the full-size image it is scaled to.
+    """
+    label_map = np.asarray(label_map)
+    height, width = shape[:2]
+    if label_map.ndim != 2:
+        raise InvalidMask(f"a label map is H×W, got shape {label_map.shape}")
+    if label_map.shape == (height, width):
+        return label_map.copy()
+    if height < 1 or width < 1 or label_map.size == 0:
+        raise InvalidMask(f"cannot scale a {label_map.shape[1]}×{label_map.shape[0]} label map to {width}×{height}")
+    rows = _centres(label_map.shape[0], height)
+    cols = _centres(label_map.shape[1], width)
+    return label_map.take(rows, axis=0).take(cols, axis=1)
+
+
+def _centres(source: int, target: int) -> np.ndarray:
+    """For each of ``target`` pixels, the source pixel under its centre (integer arithmetic: no rounding drift)."""
+    return ((2 * np.arange(target, dtype=np.int64) + 1) * source) // (2 * target)
 
 
 def _kernel(px: int) -> np.ndarray:
@@ -108,7 +171,7 @@ def dilate(mask: np.ndarray, px: int) -> np.ndarray:
     """Grow the mask by `px` pixels (elliptical, so corners round off like a brush)."""
     px = _check_px(px)
     mask = np.asarray(mask, dtype=bool)
-    if px == 0:
+    if px == 0 or _uniform(mask):
         return mask.copy()
     return cv2.dilate(mask.astype(np.uint8), _kernel(px)).astype(bool)
 
@@ -117,9 +180,14 @@ def erode(mask: np.ndarray, px: int) -> np.ndarray:
     """Shrink the mask by `px` pixels; the image border does not erode it."""
     px = _check_px(px)
     mask = np.asarray(mask, dtype=bool)
-    if px == 0:
+    if px == 0 or _uniform(mask):
         return mask.copy()
     return cv2.erode(mask.astype(np.uint8), _kernel(px), borderType=cv2.BORDER_REPLICATE).astype(bool)
+
+
+def _uniform(mask: np.ndarray) -> bool:
+    """All selected or none: growing, shrinking or feathering changes nothing (a whole-image edit)."""
+    return bool(mask.all()) or not mask.any()
 
 
 def invert(mask: np.ndarray) -> np.ndarray:
@@ -141,7 +209,7 @@ def feather(mask: np.ndarray, px: int) -> np.ndarray:
     """
     px = _check_px(px)
     hard = np.asarray(mask, dtype=bool)
-    if px == 0:
+    if px == 0 or _uniform(hard):
         return hard.astype(np.float32)
     size = 2 * px + 1
     alpha = cv2.GaussianBlur(hard.astype(np.float32), (size, size), sigmaX=px / 2.0,
@@ -155,8 +223,8 @@ def feather(mask: np.ndarray, px: int) -> np.ndarray:
 def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """Read a mask image (white or any non-zero = selected; transparent = not selected).
 
-    A brush canvas may be drawn at display size, so a different size is resized with
-    nearest neighbour to keep the mask hard.
+    A mask drawn on the working copy or a brush canvas at display size is scaled to
+    ``shape`` with :func:`resize_mask` (still a hard mask, with smooth edges).
     """
     height, width = shape[:2]
     try:
@@ -169,10 +237,7 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     selected = np.asarray(grey) > 0
     if alpha is not None:
         selected &= np.asarray(alpha) > 0
-    if selected.shape != (height, width):
-        picture = Image.fromarray(selected.astype(np.uint8) * 255)
-        selected = np.asarray(picture.resize((width, height), Image.Resampling.NEAREST)) > 0
-    return selected
+    return resize_mask(selected, (height, width)) if selected.shape != (height, width) else selected
 
 
 def mask_to_png(mask: np.ndarray) -> bytes:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image as PILImage
 
+from core.describe import describe
 from core.settings import Settings, SettingsError, load_settings
 from db.migrate import current_revision, head_revision
-from jobs.images import image_png
+from jobs.images import image_png, image_preview, image_thumbnail, working_rgb
 from jobs.services import Services
 
 
@@ -61,29 +60,45 @@ def png_of(services: Services, image_id: int) -> bytes:
     return _png_cached(services.settings.resolved_database_url, image_id, services)
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview_cached(database_url: str, image_id: int, _services: Services) -> bytes:
+    return image_preview(_services, image_id)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail_cached(database_url: str, image_id: int, _services: Services) -> bytes:
+    return image_thumbnail(_services, image_id)
+
+
+def png_download(services: Services, image_id: int) -> Callable[[], bytes]:
+    """A Download button's data: the full-size PNG with its recipe, read only when the person clicks.
+
+    Handing the bytes themselves would make every run of the page copy and hash the whole file.
+    """
+    return lambda: image_png(services, image_id)
+
+
+def preview_of(services: Services, image_id: int) -> bytes:
+    """What the page shows of an image (a JPEG at most 1,280 px on the long side); Download buttons use ``png_of``."""
+    return _preview_cached(services.settings.resolved_database_url, image_id, services)
+
+
+def thumbnail_of(services: Services, image_id: int) -> bytes:
+    """A gallery card's picture (a JPEG at most 384 px on the long side)."""
+    return _thumbnail_cached(services.settings.resolved_database_url, image_id, services)
+
+
 def rgb_of(services: Services, image_id: int) -> np.ndarray:
-    with PILImage.open(io.BytesIO(png_of(services, image_id)), formats=["PNG"]) as image:
-        return np.asarray(image.convert("RGB"))
+    """The image's working copy (at most 1,280 px on the long side, read-only): what the page's tools work on.
+
+    Selections, clicks and overlays are made on it; the edit job scales them up to the full image.
+    """
+    return working_rgb(services, image_id)
 
 
 def command_summary(item: Any) -> str:
-    """A command as a person reads it: ``adjust brightness +0.3 on the whole image``."""
-    if not isinstance(item, dict) or "command" not in item:
-        return json.dumps(item, ensure_ascii=False)[:200]
-    paras = item.get("paras") or []
-    parts: list[str] = []
-    targets = None
-    for para in paras:
-        if isinstance(para, list):
-            targets = para
-        elif isinstance(para, float | int) and not isinstance(para, bool):
-            parts.append(f"{para:+g}" if isinstance(para, float) else str(para))
-        else:
-            parts.append(json.dumps(para, ensure_ascii=False) if not isinstance(para, str) else f"“{para}”")
-    where = ""
-    if targets is not None:
-        where = " on the whole image" if not targets else " on " + ", ".join(str(t) for t in targets)
-    return f"{item['command']} {' '.join(parts)}{where}".replace("  ", " ").strip()
+    """A command as a person reads it (``core.describe``): "Brighten the whole image (+0.3)", never JSON."""
+    return describe(item)
 
 
 def when(value: Any) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import streamlit as st
 
+from core.masks import resize_labels
 from core.segmentation import SegmenterError, read_metadata
+from core.segmentation.default_segmenter import segmenter_in_use
 from core.segmentation.label_maps import voc_palette
 from jobs.errors import JobNotFound
 from jobs.segmentation import (
@@ -53,10 +54,16 @@ class PartsState:
         return self.record.present if self.record is not None else ()
 
 
+def configured(services: Services) -> bool:
+    """Whether this installation has a segmenter (CHATEDIT_SEGMENTER, or the installed default)."""
+    return segmenter_in_use(services.settings) is not None
+
+
 def model_id_of(services: Services) -> str:
     """The configured segmenter's model id (raises SegmenterError with a sentence when the file is unusable)."""
-    assert services.settings.segmenter is not None
-    return read_metadata(services.settings.segmenter).model_id
+    path = segmenter_in_use(services.settings)
+    assert path is not None
+    return read_metadata(path).model_id
 
 
 def submit_segmentation(services: Services, image_id: int) -> int:
@@ -66,7 +73,7 @@ def submit_segmentation(services: Services, image_id: int) -> int:
 
 def parts_of(services: Services, image_id: int) -> PartsState:
     """This image's parts by the configured segmenter: cached, being computed, or why not (never blocks on a model)."""
-    if services.settings.segmenter is None:
+    if not configured(services):
         return PartsState(configured=False)
     try:
         model_id = model_id_of(services)
@@ -112,11 +119,11 @@ def retry(image_id: int) -> None:
 
 
 def label_map_for(record: SegmentationRecord, shape: tuple[int, int]) -> np.ndarray:
-    """The label map at the image's size (a label map is stored at the size it was computed at)."""
+    """The label map at the working copy's ``shape`` (it is stored at the size the segmenter saw)."""
     label_map = record.label_map
     if label_map.shape == shape:
         return label_map
-    return cv2.resize(label_map.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return resize_labels(label_map, shape)
 
 
 def colour_of(record: SegmentationRecord, name: str) -> tuple[int, int, int]:

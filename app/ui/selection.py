@@ -1,7 +1,9 @@
 """The person's selection (the ``Selection`` target): brush strokes, clicks, invert, clear.
 
-A selection is a boolean H×W array the size of the base image, kept in the session
-while the person works, and stored as a PNG blob (white = selected) when an edit runs.
+A selection is a boolean H×W array the size of the base image's working copy (at most
+1,280 px on the long side), kept with the history as a PNG blob (white = selected,
+``jobs.selections``) so it survives a reload; the edit job reads it as the ``Selection``
+target, scaled up to the full image.
 The widgets (drawable canvas, clickable image) are custom components imported only
 inside :func:`render_tools`, where a Streamlit app is running; the arithmetic is here,
 in plain functions the tests call.
@@ -18,12 +20,18 @@ import streamlit as st
 from PIL import Image as PILImage
 
 from core.mask_tools import PointOutsideImage, auto_fill, fill_points, select_at
+from core.masks import InvalidMask, mask_from_png, resize_mask
+from jobs.selections import selection_png, store_selection
 from jobs.services import Services
 
 CANVAS_WIDTH = 512
 #: Session keys. Tests set the components' values through these (``brush_strokes``, ``click_point``).
 SELECTION = "selection"
 SELECTION_IMAGE = "selection_image_id"
+#: The history whose stored selection the session's copy is (read once per history and session).
+SELECTION_HISTORY = "selection_history_id"
+#: The editor's session key of the open history.
+OPEN_HISTORY = "open_history"
 STROKES = "brush_strokes"
 CLICK = "click_point"
 LAST_CLICK = "click_point_done"
@@ -38,15 +46,13 @@ def empty(shape: tuple[int, int]) -> np.ndarray:
 def combine(selection: np.ndarray, region: np.ndarray, mode: Mode) -> np.ndarray:
     """Add ``region`` to the selection, or erase it from the selection."""
     if region.shape != selection.shape:
-        region = cv2.resize(region.astype(np.uint8), (selection.shape[1], selection.shape[0]),
-                            interpolation=cv2.INTER_NEAREST).astype(bool)
+        region = resize_mask(region, selection.shape)
     return selection | region if mode == "add" else selection & ~region
 
 
 def strokes_mask(rgba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Where the canvas was painted (alpha > 0), scaled to the image's ``shape``."""
-    painted = (np.asarray(rgba)[..., 3] > 0).astype(np.uint8)
-    return cv2.resize(painted, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    """Where the canvas was painted (alpha > 0), scaled to the working copy's ``shape``."""
+    return resize_mask(np.asarray(rgba)[..., 3] > 0, shape)
 
 
 #: How a click selects: the whole part under it (needs a segmentation), similar colour, or the object around it.
@@ -75,6 +81,12 @@ def brushed_region(strokes: np.ndarray, shape: tuple[int, int], label_map: np.nd
     return painted
 
 
+def _jpeg(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
 def to_png(selection: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(selection.astype(np.uint8) * 255, "L").save(buffer, format="PNG")
@@ -96,9 +108,20 @@ def overlay(rgb: np.ndarray, selection: np.ndarray) -> np.ndarray:
 
 
 def current(image_id: int, shape: tuple[int, int]) -> np.ndarray | None:
-    """The selection drawn on this image, or None (a selection of another image is dropped)."""
-    if st.session_state.get(SELECTION_IMAGE) != image_id:
-        return None
+    """The open history's selection at the base image's ``shape``, or None when nothing is selected.
+
+    The history keeps it (``jobs.selections``); the session holds a decoded copy, read
+    from the history the first time this session shows it, so a reload finds it again.
+    """
+    history_id = st.session_state.get(OPEN_HISTORY)
+    if history_id is not None and st.session_state.get(SELECTION_HISTORY) != history_id:
+        st.session_state[SELECTION_HISTORY] = history_id
+        png = selection_png(_services(), history_id)
+        st.session_state[SELECTION_IMAGE] = image_id
+        try:
+            st.session_state[SELECTION] = None if png is None else mask_from_png(png, shape)
+        except InvalidMask:
+            st.session_state[SELECTION] = None  # an unreadable stored mask is nothing selected, not a broken page
     selection = st.session_state.get(SELECTION)
     if selection is None or selection.shape != shape or not selection.any():
         return None
@@ -106,8 +129,20 @@ def current(image_id: int, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def store(image_id: int, selection: np.ndarray | None) -> None:
+    """Make ``selection`` the open history's selection (None or an empty mask: nothing selected)."""
     st.session_state[SELECTION_IMAGE] = image_id
     st.session_state[SELECTION] = selection
+    history_id = st.session_state.get(OPEN_HISTORY)
+    if history_id is not None:
+        st.session_state[SELECTION_HISTORY] = history_id
+        keep = selection is not None and bool(selection.any())
+        store_selection(_services(), history_id, to_png(selection) if keep else None)  # type: ignore[arg-type]
+
+
+def _services() -> Services:
+    from app.ui.common import get_services
+
+    return get_services()
 
 
 def blob_key(services: Services, selection: np.ndarray | None) -> str | None:
@@ -117,14 +152,29 @@ def blob_key(services: Services, selection: np.ndarray | None) -> str | None:
     return services.blobs.put(to_png(selection))
 
 
+def on_screen(rgb: np.ndarray, selection: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    """The picture the tools show, at ``size`` (width, height): the image, the selection tinted on it.
+
+    It is made at the size it is shown, so the page sends the browser a few kilobytes
+    however large the photo.
+    """
+    width, height = size
+    small = rgb if (rgb.shape[1], rgb.shape[0]) == size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return small if selection is None else overlay(small, resize_mask(selection, (height, width)))
+
+
 def render_tools(image_id: int, rgb: np.ndarray, label_map: np.ndarray | None = None) -> None:
-    """Brush, eraser, click-to-select, invert and clear, over the base image (``label_map``: its parts, if found)."""
+    """Brush, eraser, click-to-select, invert and clear, over the base image's working copy ``rgb``.
+
+    ``label_map`` is its parts, if found, at the working copy's size; selections are made at
+    that size too, and the edit job scales them up to the full image.
+    """
     shape = rgb.shape[:2]
     selection = current(image_id, shape)
     working = selection if selection is not None else empty(shape)
     scale = min(1.0, CANVAS_WIDTH / rgb.shape[1])
     width, height = round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)
-    shown = overlay(rgb, working) if selection is not None else rgb
+    shown = on_screen(rgb, selection, (width, height))
 
     tool = st.radio("Tool", ["Brush", "Click to select"], horizontal=True, key="mask_tool")
     mode: Mode = "add" if st.radio("Mode", ["Add", "Erase"], horizontal=True, key="mask_mode") == "Add" else "erase"
@@ -135,7 +185,7 @@ def render_tools(image_id: int, rgb: np.ndarray, label_map: np.ndarray | None = 
         result = st_canvas(
             fill_color="rgba(255, 0, 200, 0.35)", stroke_width=size,
             stroke_color="rgba(255, 0, 200, 0.6)" if mode == "add" else "rgba(40, 40, 40, 0.6)",
-            background_image=PILImage.fromarray(shown), height=height, width=width, drawing_mode="freedraw",
+            background_image=_jpeg(shown), height=height, width=width, drawing_mode="freedraw",
             return_image_data=True, key=f"canvas_{image_id}_{st.session_state.get('canvas_round', 0)}",
         )
         if result is not None and result.json_data is not None and result.json_data.get("objects"):
@@ -164,7 +214,8 @@ def render_tools(image_id: int, rgb: np.ndarray, label_map: np.ndarray | None = 
                                   help="How different a colour may be from the clicked one and still be selected.")
         from streamlit_image_coordinates import streamlit_image_coordinates
 
-        clicked = streamlit_image_coordinates(shown, width=width, key=f"coords_{image_id}")
+        clicked = streamlit_image_coordinates(shown, width=width, key=f"coords_{image_id}", image_format="JPEG",
+                                              jpeg_quality=85)
         if clicked is not None:
             scale_x = rgb.shape[1] / clicked.get("width", width)
             scale_y = rgb.shape[0] / clicked.get("height", height)
