@@ -85,6 +85,11 @@ def _check_para(rule: CommandRule, para: ParaRule, value: Any, labels: Collectio
         if not value and not para.allow_empty:
             return f"{where} must name at least one part of the image."
         missing = [t for t in value if t not in labels]
+        if missing == [rules.selection_label]:
+            return "Nothing is selected: select an area under Selection tools first."
+        if missing and not set(labels) - {rules.selection_label}:
+            return (f"This image has no {', '.join(repr(m) for m in missing)}: no parts were found in it; "
+                    "select the area under Selection tools and use Selection instead.")
         if missing:
             return (f"This image has no {', '.join(repr(m) for m in missing)}; "
                     f"its parts are {_labels_sentence(labels)}.")

@@ -1,50 +1,87 @@
-"""Commands as a person reads them, in English or Chinese: "recolor Upper-clothes → white".
+"""Commands as a person reads them, in English or Chinese: "Recolor the Upper-clothes to white".
 
-Planner replies, the Operation Board and the gallery all show commands; one function
-keeps them saying the same thing.
+Planner replies, the Operation Board, the edit job's progress, the result caption and
+the gallery all show commands; one function keeps them saying the same thing, and
+never shows a person the wire format's JSON.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 Language = Literal["en", "zh"]
 
-_VERBS = {
-    "en": {"remove": "remove", "change": "change", "face": "retouch the face:", "instruct": "instruction:",
-           "style": "restyle as", "recolor": "recolor", "adjust": "adjust", "blur": "blur", "advice": "advice:"},
-    "zh": {"remove": "去除", "change": "重绘", "face": "修饰面部：", "instruct": "指令：", "style": "风格改为",
-           "recolor": "改色", "adjust": "调整", "blur": "模糊", "advice": "建议："},
+SELECTION = "Selection"
+
+#: adjust: property → (what a positive amount does, what a negative one does), each with ``{t}`` for the targets.
+_ADJUST = {
+    "en": {"brightness": ("Brighten {t}", "Darken {t}"),
+           "contrast": ("Raise the contrast of {t}", "Lower the contrast of {t}"),
+           "saturation": ("Make {t} more vivid", "Make {t} more muted"),
+           "sharpness": ("Sharpen {t}", "Soften {t}"),
+           "warmth": ("Make {t} warmer", "Make {t} cooler")},
+    "zh": {"brightness": ("调亮{t}", "调暗{t}"),
+           "contrast": ("提高{t}的对比度", "降低{t}的对比度"),
+           "saturation": ("让{t}更鲜艳", "让{t}更素淡"),
+           "sharpness": ("锐化{t}", "柔化{t}"),
+           "warmth": ("让{t}更暖", "让{t}更冷")},
 }
-_PROPERTIES_ZH = {"brightness": "亮度", "contrast": "对比度", "saturation": "饱和度", "sharpness": "锐度", "warmth": "色温"}
+_TEMPLATES = {
+    "en": {"remove": "Remove {t}", "change": "Repaint {t} as “{p}”", "face": "Retouch the face: “{p}”",
+           "instruct": "Edit the whole image: “{p}”", "style": "Restyle the whole image as “{p}”",
+           "recolor": "Recolor {t} to {p}", "blur": "Blur {t} (strength {p:g})", "advice": "Advice: {p}",
+           "adjust": "Adjust the {prop} of {t}"},
+    "zh": {"remove": "去除{t}", "change": "把{t}重绘为“{p}”", "face": "修饰面部：“{p}”",
+           "instruct": "按指令修改整张图片：“{p}”", "style": "把整张图片改为“{p}”风格",
+           "recolor": "把{t}改成{p}", "blur": "模糊{t}（强度 {p:g}）", "advice": "建议：{p}",
+           "adjust": "调整{t}的{prop}"},
+}
 
 
-def _targets(value: Any, language: Language) -> str:
-    if not isinstance(value, list) or not value:
+def targets_text(value: Any, language: Language = "en") -> str:
+    """"the whole image", "the selection", "the Hair and Upper-clothes" (整张图片, 选区, Hair、Upper-clothes)."""
+    if not isinstance(value, list | tuple) or not value:
         return "整张图片" if language == "zh" else "the whole image"
-    return "、".join(map(str, value)) if language == "zh" else ", ".join(map(str, value))
+    names = ["选区" if language == "zh" and v == SELECTION else "selection" if v == SELECTION else str(v)
+             for v in value]
+    if language == "zh":
+        return "、".join(names)
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return "the " + joined
 
 
 def describe(item: Any, language: Language = "en") -> str:
-    """One line for a command item (wire format); anything else is shown as JSON, shortened."""
-    if not isinstance(item, dict) or not isinstance(item.get("command"), str) or not isinstance(item.get("paras"), list):
-        return json.dumps(item, ensure_ascii=False)[:200]
+    """One sentence for a command item (wire format); anything else says what it is, never as JSON."""
+    if not isinstance(item, dict) or not isinstance(item.get("command"), str) \
+            or not isinstance(item.get("paras"), list):
+        return _not_a_command(item, language)
     name, paras = item["command"], item["paras"]
-    verb = _VERBS[language].get(name, name)
+    templates = _TEMPLATES[language]
     try:
-        if name == "recolor":
-            return f"{verb} {_targets(paras[0], language)} → {paras[1]}"
-        if name == "change":
-            return f"{verb} {_targets(paras[0], language)} → “{paras[1]}”"
-        if name == "remove":
-            return f"{verb} {_targets(paras[0], language)}"
-        if name == "blur":
-            return f"{verb} {_targets(paras[0], language)} ({paras[1]:g})"
         if name == "adjust":
-            prop = _PROPERTIES_ZH.get(paras[0], paras[0]) if language == "zh" else paras[0]
-            where = _targets(paras[2], language)
-            return f"{verb}{prop} {paras[1]:+g}（{where}）" if language == "zh" else f"{verb} {prop} {paras[1]:+g} on {where}"
-        return f"{verb}“{paras[0]}”" if verb.endswith("：") else f"{verb} “{paras[0]}”"
-    except (IndexError, TypeError, ValueError):
-        return json.dumps(item, ensure_ascii=False)[:200]
+            prop, amount, where = str(paras[0]), float(paras[1]), targets_text(paras[2], language)
+            pair = _ADJUST[language].get(prop)
+            text = (pair[0] if amount >= 0 else pair[1]).format(t=where) if pair else \
+                templates["adjust"].format(prop=prop, t=where)
+            return f"{text}（{amount:+g}）" if language == "zh" else f"{text} ({amount:+g})"
+        if name in ("recolor", "change"):
+            return templates[name].format(t=targets_text(paras[0], language), p=paras[1])
+        if name == "blur":
+            return templates[name].format(t=targets_text(paras[0], language), p=float(paras[1]))
+        if name == "remove":
+            return templates[name].format(t=targets_text(paras[0], language))
+        if name in templates:
+            return templates[name].format(p=paras[0])
+    except (IndexError, TypeError, ValueError, KeyError):
+        pass
+    return _not_a_command(item, language)
+
+
+def _not_a_command(item: Any, language: Language) -> str:
+    name = item.get("command") if isinstance(item, dict) else None
+    if isinstance(name, str) and name:
+        shown = name[:40]
+        if name not in _TEMPLATES["en"]:
+            return f"“{shown}”, which is not a command ChatEdit knows" if language == "en" else f"“{shown}”（不是已知的命令）"
+        return f"“{shown}” with parameters it does not take" if language == "en" else f"“{shown}”（参数不符合这个命令）"
+    return "something that is not an edit command" if language == "en" else "一项不是编辑命令的内容"

@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import JobCancelled, LeaseLost, WorkerStopping
+from jobs.images import encode_png
 from jobs.queue import JobRecord
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from jobs.services import Services
+
+#: Job outputs named ``preview-<attempt>-<n>`` are the pictures of a job's work in progress, newest last.
+PREVIEW_OUTPUT = "preview"
 
 
 class Flag:
@@ -48,6 +54,8 @@ class JobContext:
 
     #: Minimum seconds between two progress writes (the first and the last always go through).
     progress_interval_s = 0.25
+    #: Minimum seconds between two stored previews (the first always goes through).
+    preview_interval_s = 1.0
 
     def __init__(self, job: JobRecord, services: Services, worker_id: str, signals: StopSignals | None = None) -> None:
         self.job = job
@@ -55,6 +63,8 @@ class JobContext:
         self.worker_id = worker_id
         self.signals = signals or StopSignals()
         self._last_progress_write = 0.0
+        self._last_preview_write = 0.0
+        self._previews = 0
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -96,3 +106,22 @@ class JobContext:
         key = self.services.blobs.put(data)
         self.services.queue.record_output(self.job.id, name, key, len(data))
         return key
+
+    def preview(self, rgb: np.ndarray) -> None:
+        """Store a rough picture of the work in progress for pages to show beside the progress bar.
+
+        Each is a new output (outputs are written once), so pages show the newest; they are
+        throttled like progress.
+        """
+        now = time.monotonic()
+        if self._last_preview_write and now - self._last_preview_write < self.preview_interval_s:
+            return
+        self._last_preview_write = now
+        self._previews += 1
+        self.save_output(f"{PREVIEW_OUTPUT}-{self.attempt}-{self._previews}", encode_png(rgb))
+
+
+def latest_preview_key(services: Services, job_id: int) -> str | None:
+    """The blob key of a job's newest work-in-progress picture, or None when it stored none."""
+    previews = [o for o in services.queue.outputs(job_id) if o.name.startswith(f"{PREVIEW_OUTPUT}-")]
+    return previews[-1].blob_key if previews else None

@@ -13,11 +13,15 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.backends import backend_problem, runs_generatively
 from core.commands import Command, CommandsNotFound, extract_commands, validate
+from core.images import ImageRejected, check_dimensions
+from core.memory import TooMuchMemory, check_memory
 from core.rules import Rules, load_rules
 from core.settings import Settings
 from db.models import LOCAL_USER_ID
 from jobs.errors import InvalidJobRequest
+from jobs.images import ImageNotFound, get_image
 from jobs.services import Services
 
 EDIT_KIND = "edit"
@@ -41,8 +45,6 @@ class EditRequest:
     parent_step_id: int | None = None
     #: Blob key of a PNG mask (white = selected): the ``Selection`` target.
     selection_key: str | None = None
-    #: An ONNX segmenter for this edit; None means the installation's CHATEDIT_SEGMENTER.
-    segmenter: str | None = None
     #: The person's defaults (parameter precedence: command > these > template > defaults).
     user_settings: dict[str, Any] = field(default_factory=dict)
     user_id: int = LOCAL_USER_ID
@@ -116,16 +118,56 @@ def lane_for(commands: list[dict[str, Any]], settings: Settings | None = None) -
     rules = load_rules()
     needs_gpu = any(
         rules.commands[c["command"]].generative and (
-            not rules.commands[c["command"]].classical_fallback
-            or (settings is not None and bool(settings.inpaint_model or settings.openai_image_model)))
+            not rules.commands[c["command"]].classical_fallback or runs_generatively(c["command"], settings, rules))
         for c in commands if c.get("command") in rules.commands
     )
     return "gpu" if needs_gpu else "interactive"
 
 
+def backend_problems(commands: list[dict[str, Any]], settings: Settings,
+                     user_settings: dict[str, Any] | None = None) -> dict[int, str]:
+    """For each command (by index) that no configured backend can run: the sentence naming the setting that enables it.
+
+    The edit job's own pre-check (``core.editing.check_runnable``) asks the same question of
+    ``core.backends``, so the Operation Board greys exactly what the job would refuse.
+    """
+    classical_only = (user_settings or {}).get("editor_backend") == "classical"
+    problems: dict[int, str] = {}
+    for i, item in enumerate(commands):
+        name = item.get("command") if isinstance(item, dict) else None
+        if isinstance(name, str):
+            problem = backend_problem(name, settings, classical_only=classical_only)
+            if problem is not None:
+                problems[i] = problem
+    return problems
+
+
+def check_memory_fits(settings: Settings, width: int, height: int, commands: list[dict[str, Any]]) -> None:
+    """Refuse an edit whose estimated memory (``core.memory``) is over CHATEDIT_MAX_JOB_MEMORY_MB, or whose
+    image is outside the side and aspect-ratio caps (an image stored before a cap was lowered).
+
+    Asked before queueing and again by the worker before it loads the pixels, each with its own process's limits.
+    """
+    names = [c["command"] for c in commands if isinstance(c, dict) and isinstance(c.get("command"), str)]
+    try:
+        check_dimensions(width, height, max_side=settings.max_image_side, max_aspect_ratio=settings.max_aspect_ratio)
+        check_memory(width, height, names, settings.max_job_memory_mb)
+    except (ImageRejected, TooMuchMemory) as exc:
+        raise InvalidEdit(str(exc)) from None
+
+
+def _check_image_memory(services: Services, request: EditRequest) -> None:
+    try:
+        image = get_image(services, request.image_id)
+    except ImageNotFound:
+        return  # the worker says so, as it does for an image deleted after queueing
+    check_memory_fits(services.settings, image.width, image.height, request.commands)
+
+
 def submit_edit(services: Services, request: EditRequest, *, priority: int = 0) -> int:
     """Check and queue an edit; returns the job id."""
     check_shape(request.commands)
+    _check_image_memory(services, request)
     payload = json.loads(json.dumps(request.to_payload()))  # plain JSON, as the worker will read it
     return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands, services.settings), priority=priority,
                                   owner_id=request.user_id)

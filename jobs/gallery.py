@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
+from core.text import clean_prompt
 from db.models import History, Step, User
 from db.types import utcnow
 from jobs.errors import JobNotFound
@@ -57,7 +58,8 @@ def list_histories(services: Services, *, owner_id: int | None = None, since: da
               .group_by(col(Step.history_id)).subquery())
     query = (select(History, User.name, counts.c.n, counts.c.newest)
              .join(User, col(User.id) == col(History.owner_id))
-             .outerjoin(counts, counts.c.history_id == col(History.id)))
+             .outerjoin(counts, counts.c.history_id == col(History.id))
+             .where(col(History.deleted_at).is_(None)))
     if owner_id is not None:
         query = query.where(History.owner_id == owner_id)
     if since is not None:
@@ -149,11 +151,33 @@ def set_last_job(services: Services, history_id: int, job_id: int) -> None:
 
 
 def rename_history(services: Services, history_id: int, title: str) -> None:
+    """Give a history a new title (trimmed to 200 characters; empty: the gallery calls it by its number)."""
     with services.database.write_session() as session:
         history = session.get(History, history_id)
         if history is None:
             raise HistoryNotFound(history_id)
-        history.title = title.strip()[:200]
+        history.title = clean_prompt(title).strip()[:200]
+        session.add(history)
+
+
+def delete_history(services: Services, history_id: int) -> None:
+    """Hide a history from the gallery and from links to it; nothing is erased, so it can be restored."""
+    with services.database.write_session() as session:
+        history = session.get(History, history_id)
+        if history is None:
+            raise HistoryNotFound(history_id)
+        if history.deleted_at is None:
+            history.deleted_at = utcnow()
+            session.add(history)
+
+
+def restore_history(services: Services, history_id: int) -> None:
+    """Undo :func:`delete_history`: the history is back in the gallery, as it was."""
+    with services.database.write_session() as session:
+        history = session.get(History, history_id)
+        if history is None:
+            raise HistoryNotFound(history_id)
+        history.deleted_at = None
         session.add(history)
 
 
@@ -186,5 +210,6 @@ def tree_order(parents: dict[int, int | None]) -> list[int]:
     return ordered
 
 
-__all__: list[Any] = ["HistoryCard", "UserRecord", "base_step_id", "last_job_id", "list_histories", "list_users", "rename_history",
-                      "set_base_step", "set_last_job", "step_depths", "tree_order"]
+__all__: list[Any] = ["HistoryCard", "UserRecord", "base_step_id", "delete_history", "last_job_id", "list_histories",
+                      "list_users", "rename_history", "restore_history", "set_base_step", "set_last_job", "step_depths",
+                      "tree_order"]

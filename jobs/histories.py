@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from core.text import clean_prompt
 from db.models import LOCAL_USER_ID, History, Step
 from db.types import utcnow
 from jobs.services import Services
@@ -51,6 +52,12 @@ class HistoryRecord:
     owner_id: int
     created_at: datetime
     updated_at: datetime
+    #: When it was deleted (the gallery hides it and offers Undo); None while it is not.
+    deleted_at: datetime | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,16 @@ class StartedHistory:
     root_step_id: int
 
 
-def start_history(services: Services, image_id: int, *, owner_id: int = LOCAL_USER_ID, title: str = "") -> StartedHistory:
-    """A new history whose root step is the uploaded image."""
+def start_history(services: Services, image_id: int, *, owner_id: int = LOCAL_USER_ID, title: str = "",
+                  root_params: dict[str, Any] | None = None) -> StartedHistory:
+    """A new history whose root step is the uploaded image; ``root_params``: what the upload's cleaning did to it."""
     with services.database.write_session() as session:
-        history = History(title=title[:200], owner_id=owner_id)
+        history = History(title=clean_prompt(title)[:200], owner_id=owner_id)
         session.add(history)
         session.flush()
         assert history.id is not None
-        root = Step(history_id=history.id, parent_id=None, image_id=image_id, created_by=owner_id)
+        root = Step(history_id=history.id, parent_id=None, image_id=image_id, created_by=owner_id,
+                    params=dict(root_params or {}))
         session.add(root)
         session.flush()
         assert root.id is not None
@@ -147,4 +156,4 @@ def _step(row: Step) -> StepRecord:
 def _history(row: History) -> HistoryRecord:
     assert row.id is not None
     return HistoryRecord(id=row.id, title=row.title, owner_id=row.owner_id, created_at=row.created_at,
-                         updated_at=row.updated_at)
+                         updated_at=row.updated_at, deleted_at=row.deleted_at)

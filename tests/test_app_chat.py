@@ -70,7 +70,7 @@ def test_the_openai_planner_streams_its_reply_and_its_commands_reach_the_board(
     assert server.requests[-1].messages[-1]["content"].endswith("brighten it a bit")
     replies = [m for m in messages(services, history_id) if m.role == "assistant"]
     assert replies[-1].content == "I will brighten the photo a little."
-    assert _picks(at) == ["**adjust “brightness” +0.2 on the whole image**"]
+    assert _picks(at) == ["**Brighten the whole image (+0.2)**"]
 
 
 def test_the_persons_planner_model_is_the_model_the_chat_asks(openai_env: tuple[Services, FakeOpenAIServer]) -> None:
@@ -114,7 +114,7 @@ def test_advise_puts_suggestions_on_the_board_as_advice_that_never_runs(
     assert sent.body["model"] == "fake-vision"
     assert any(part.get("type") == "image_url" for part in sent.messages[-1]["content"])
     assert any("**Advice:** The face is a little dark; brighten it." in m.value for m in at.markdown)
-    assert _picks(at) == ["**adjust “brightness” +0.2 on the whole image**"]  # the advice itself is not pickable
+    assert _picks(at) == ["**Brighten the whole image (+0.2)**"]  # the advice itself is not pickable
     at.button(key="run_all").click().run()
     payload = services.queue.get(at.session_state["job_id"]).payload
     assert [c["command"] for c in payload["commands"]] == ["adjust"]
@@ -202,7 +202,7 @@ def test_a_plan_jobs_reply_lands_exactly_once_whoever_watches_it(app_env: Servic
     assert pending_plan_job(services, history_id) is None
     for page in (first, second):
         assert not page.get("progress") and not page.chat_input(key="chat_prompt").disabled
-        assert any("recolor “white” on Upper-clothes" in c.label for c in page.checkbox)  # on the board
+        assert any("Recolor the Upper-clothes to white" in c.label for c in page.checkbox)  # on the board
 
 
 def test_a_pending_marker_is_answered_once_and_a_gone_job_is_a_sentence(app_env: Services) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.ui import selection as sel
@@ -53,7 +54,7 @@ def test_sample_chat_run_all_set_as_base_and_undo(app_env: Services) -> None:
     at.chat_input(key="chat_prompt").set_value("make it brighter").run()
     assert [m.role for m in messages(services, history_id)] == ["user", "assistant"]
     picks = [c for c in at.checkbox if c.key.startswith("pick_")]
-    assert [c.label for c in picks] == ["**adjust “brightness” +0.3 on the whole image**"] and picks[0].value
+    assert [c.label for c in picks] == ["**Brighten the whole image (+0.3)**"] and picks[0].value
 
     with running_worker(services, lanes=["interactive"]):
         at.button(key="run_all").click().run()
@@ -121,8 +122,10 @@ def test_a_queued_edit_without_workers_says_so_and_cancel_stops_it(app_env: Serv
     assert len(history_steps(services, history_id)) == 1
 
 
-def test_a_failed_edit_shows_the_jobs_sentence(app_env: Services) -> None:
+def test_a_failed_edit_shows_the_jobs_sentence(app_env: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     services = app_env
+    # The app names an inpainting model, so the board lets `change` run; the worker has none, so the job fails.
+    monkeypatch.setenv("CHATEDIT_INPAINT_MODEL", "some/inpainting-model")
     history_id = _history(services)
     add_message(services, history_id, "assistant", "Changing the background.", commands=[
         {"command": "change", "paras": [["Selection"], "a beach"], "valid": True, "reason": None}])
@@ -158,7 +161,7 @@ def test_brush_and_click_selection_become_the_selection_target(app_env: Services
 
     at.chat_input(key="chat_prompt").set_value("make the selection red").run()
     picks = [c for c in at.checkbox if c.key.startswith("pick_")]
-    assert picks and picks[0].value and "Selection" in picks[0].label
+    assert picks and picks[0].value and "the selection" in picks[0].label
     at.button(key="run_all").click().run()
     payload = services.queue.get(at.session_state["job_id"]).payload
     mask = sel.to_png(at.session_state[sel.SELECTION])
@@ -202,7 +205,7 @@ def test_gallery_cards_filters_detail_rerun_and_continue(app_env: Services) -> N
     at.button(key=f"open_{history_id}").click().run()
     assert at.title[0].value == "Sunset landscape"
     _, step = history_steps(services, history_id)
-    assert any("adjust “brightness” +0.3 on the whole image" in m.value for m in at.markdown)
+    assert any("Brighten the whole image (+0.3)" in m.value for m in at.markdown)
     at.button(key=f"rerun_{step.id}").click().run()
     assert "Queued again as job" in at.success[0].value
     assert list_histories(services, owner_id=None)[0].id == history_id

@@ -87,7 +87,7 @@ def test_upload_segments_as_a_job_then_chips_overlay_and_planning_use_the_real_l
     assert "This image has no Pants" in at.chat_message[-1].markdown[0].value
     at.chat_input(key="chat_prompt").set_value("make the hair blue").run()
     picks = [c for c in at.checkbox if c.key.startswith("pick_")]
-    assert [c.label for c in picks if not c.disabled] == ["**recolor “blue” on Hair**"]
+    assert [c.label for c in picks if not c.disabled] == ["**Recolor the Hair to blue**"]
 
     again = open_app(history=str(history_id))  # a new session finds the cached label map at once: no second job
     assert len(services.queue.list(kind="segment")) == 1
@@ -109,7 +109,7 @@ def test_a_click_selects_the_whole_part_and_strokes_fill_the_parts_they_touch(
 
     at.chat_input(key="chat_prompt").set_value("make the selection red").run()
     picks = [c for c in at.checkbox if c.key.startswith("pick_")]
-    assert [c.label for c in picks] == ["**recolor “red” on Selection**"] and picks[0].value
+    assert [c.label for c in picks] == ["**Recolor the selection to red**"] and picks[0].value
 
     at.button(key="clear_selection").click().run()
     at.radio(key="mask_tool").set_value("Brush").run()
@@ -138,7 +138,7 @@ def test_a_missing_segmenter_file_is_a_sentence_and_the_tools_still_work(
     assert services.queue.list(kind="segment") == []
     at.chat_input(key="chat_prompt").set_value("make it brighter").run()
     assert [c.label for c in at.checkbox if c.key.startswith("pick_")] == [
-        "**adjust “brightness” +0.3 on the whole image**"]
+        "**Brighten the whole image (+0.3)**"]
 
 
 def test_a_failed_segment_job_says_why_and_can_be_tried_again(seg_env: tuple[Services, Services],

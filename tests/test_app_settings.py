@@ -39,7 +39,7 @@ def test_editor_backends_table_names_the_setting_for_each_missing_one() -> None:
     rows = {r["commands"]: r for r in editor_rows(load_settings(inpaint_model="runwayml/sd-inpainting"))}
     assert rows["change, remove"]["available"] == "yes" and rows["change, remove"]["backend"] == "runwayml/sd-inpainting"
     assert rows["face, style"]["available"] == "no" and "CHATEDIT_BASE_MODEL" in rows["face, style"]["note"]
-    assert rows["instruct"]["note"] == "Not configured: set CHATEDIT_IP2P_MODEL to enable it."
+    assert rows["instruct"]["note"] == "Not configured: set CHATEDIT_IP2P_MODEL to an InstructPix2Pix model to enable it."
 
 
 def test_loras_from_the_folder_are_chosen_with_weights_and_reach_the_edit_parameters(

@@ -159,4 +159,4 @@ def test_cancel_stops_a_running_diffusion_job(services: Services) -> None:
         job = services.queue.wait(job_id, timeout_s=60)
     assert job.status is JobStatus.CANCELLED
     assert time.monotonic() - cancelled < 5
-    assert job.progress < 0.9 and services.queue.outputs(job_id) == []
+    assert job.progress < 0.9 and "image" not in {o.name for o in services.queue.outputs(job_id)}  # previews only

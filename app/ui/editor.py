@@ -6,6 +6,7 @@ the same history, its conversation and its base step again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,37 +14,61 @@ import streamlit as st
 
 from app.ui import chat, segments
 from app.ui import selection as sel
-from app.ui.common import command_summary, get_services, job_progress, png_of, rgb_of
+from app.ui.common import command_summary, get_services, job_progress, png_download, png_of, preview_of, rgb_of
+from app.ui.compare import image_size, render_compare
+from app.ui.history_tree import render_tree, step_kind
 from app.ui.samples import SAMPLES, sample_png
 from core.commands import validate_item
 from core.images import ImageRejected
+from core.recall import Recall, recall_from_png
 from core.rules import ParaRule, Rules, load_rules
-from jobs.conversations import messages, pending_plan_job
-from jobs.edits import EditRequest, InvalidEdit, submit_edit
+from jobs.context import latest_preview_key
+from jobs.conversations import MessageRecord, add_message, messages, pending_plan_job
+from jobs.edits import EditRequest, InvalidEdit, backend_problems, submit_edit
 from jobs.errors import InvalidJobRequest, JobNotFound
-from jobs.gallery import base_step_id, last_job_id, set_base_step, set_last_job
+from jobs.gallery import base_step_id, last_job_id, restore_history, set_base_step, set_last_job
 from jobs.handlers.generate import MAX_PROMPT, submit_generate
 from jobs.handlers.swap_face import SWAP_FACE_KIND, submit_swap_face
 from jobs.histories import (
     HistoryNotFound,
+    HistoryRecord,
     StepNotFound,
     get_history,
     get_step,
     history_steps,
     start_history,
 )
-from jobs.images import store_upload
+from jobs.images import clean_upload, store_loaded, store_upload
 from jobs.services import Services
-from jobs.user_settings import edit_params, get_preferences
+from jobs.user_settings import (
+    InvalidPreferences,
+    edit_params,
+    get_preferences,
+    save_preferences,
+    validate_preferences,
+)
 
 #: Session keys of the open history; reset when another history opens.
-PER_HISTORY = ("job_id", "result_step_id", "job_notice", "board_source")
+PER_HISTORY = ("job_id", "result_step_id", "job_notice", "board_source", "redo_steps")
 POLL_S = 0.5
 #: What the uploaders accept (``core.images`` checks the bytes themselves).
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
 #: Session key of the `generate` job being watched.
 GENERATE_JOB = "generate_job"
 GENERATE_PROMPT = "generate_prompt_kept"
+#: Session key of an uploaded PNG with a recipe, waiting for the person to choose a new history or Recall.
+RECALL_OFFER = "recall_offer"
+#: Session key: the steps undone in this session, newest last (Redo goes back to them).
+REDO_STEPS = "redo_steps"
+#: Ctrl on Windows and Linux, ⌘ on a Mac (Streamlit treats Mod, Ctrl and Cmd alike).
+UNDO_SHORTCUT, REDO_SHORTCUT = "Mod+Z", "Mod+Shift+Z"
+COMPARE_SLIDER = "compare_slider"
+#: Session key of the history tree expander's state (it tracks it, so a closed tree costs nothing).
+HISTORY_TREE = "history_tree_open"
+#: Root step param: the upload had transparent areas, flattened onto white when it was cleaned.
+FLATTENED = "flattened_transparency"
+FLATTENED_NOTICE = ("This image had transparent areas; they were flattened onto white (ChatEdit edits images "
+                    "without transparency, so those areas are white in every step).")
 
 
 # ---------------------------------------------------------------- opening a history
@@ -60,10 +85,12 @@ def open_history(history_id: int) -> None:
 def start_from_upload(services: Services, data: bytes, title: str) -> int | str:
     """A new history from uploaded bytes: its id, or the sentence saying why the file was refused (nothing stored)."""
     try:
-        stored = store_upload(services, data)
+        loaded = clean_upload(services, data)
     except ImageRejected as exc:
         return f"{exc} Nothing was stored, and the open history (if any) is unchanged."
-    return start_history(services, stored.id, title=title.strip()[:200] or "Upload").history_id
+    stored = store_loaded(services, loaded)
+    return start_history(services, stored.id, title=title.strip()[:200] or "Upload",
+                         root_params={FLATTENED: True} if loaded.flattened else None).history_id
 
 
 def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
@@ -74,6 +101,115 @@ def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
     open_history(started)
 
 
+def deleted_notice(services: Services, history: HistoryRecord) -> None:
+    """A link to a deleted history says so, with Undo (the history comes back as it was)."""
+    name = f"“{history.title}”" if history.title else str(history.id)
+    st.warning(f"Edit history {name} was deleted, so it is hidden from the Gallery. Undo brings it back as it was.")
+    if st.button("Undo", key=f"restore_{history.id}", help="Restore this history."):
+        restore_history(services, history.id)
+        st.session_state.pop("open_history", None)
+        st.rerun()
+
+
+# ---------------------------------------------------------------- recall
+
+
+def offer_recall(services: Services, data: bytes, file_name: str) -> bool:
+    """Keep an uploaded PNG that carries a recipe aside, to offer Recall; False when it carries none."""
+    if len(data) > services.settings.max_upload_bytes:
+        return False  # refused anyway, with its sentence, when a history is started from it
+    recalled = recall_from_png(data)
+    if recalled is None:
+        return False
+    st.session_state[RECALL_OFFER] = {"data": data, "name": file_name, "recall": recalled}
+    return True
+
+
+def recall_sentence(recalled: Recall, file_name: str, *, into_open_history: bool) -> str:
+    """What Recall will reload from this file, in one paragraph."""
+    made_by = "ChatEdit" if recalled.source == "chatedit" else "an image generator (its parameters text)"
+    parts: list[str] = []
+    if recalled.commands:
+        where = "this history's" if into_open_history else "a new history's"
+        n = len(recalled.commands)
+        parts.append(f"puts its {n} command{'s' if n != 1 else ''} "
+                     f"({'; '.join(command_summary(c) for c in recalled.commands)}) on {where} Operation Board")
+    if recalled.settings:
+        parts.append("sets your " + ", ".join(f"{k} = {v}" for k, v in recalled.settings.items()))
+    text = f"{file_name} was made by {made_by}. Recall " + (" and ".join(parts) if parts else "has nothing to reload")
+    text += "."
+    if recalled.prompt:
+        text += f" Its prompt was “{recalled.prompt[:300]}”."
+    if recalled.not_mapped:
+        text += " Not mapped (ChatEdit has no such setting): " + ", ".join(recalled.not_mapped) + "."
+    return text
+
+
+def apply_recall(services: Services, recalled: Recall, data: bytes, file_name: str,
+                 history_id: int | None) -> int | str:
+    """Reload the settings into the person's preferences and the commands onto the board of ``history_id``
+    (a new history from the image when None): the history, or the sentence saying why the file was refused."""
+    if history_id is None:
+        started = start_from_upload(services, data, file_name.rsplit(".", 1)[0])
+        if isinstance(started, str):
+            return started
+        history_id = started
+    preferences = get_preferences(services)
+    kept: dict[str, Any] = {}
+    refused: list[str] = []
+    for key, value in recalled.settings.items():
+        try:
+            kept.update(validate_preferences({key: value}))
+        except InvalidPreferences:
+            refused.append(f"{key} = {value}")
+    if kept:
+        save_preferences(services, {**preferences, **kept})
+    n = len(recalled.commands)
+    lines = [f"Recalled from {file_name}: {n} command{'s' if n != 1 else ''}, now on the Operation Board to check "
+             "and run." if n else f"Recalled from {file_name}."]
+    if kept:
+        lines.append("Your settings now have " + ", ".join(f"{k} = {v}" for k, v in kept.items()) + ".")
+    if recalled.prompt:
+        lines.append(f"Its prompt was “{recalled.prompt[:300]}”.")
+    not_mapped = [*recalled.not_mapped, *refused]
+    if not_mapped:
+        lines.append("Not mapped: " + ", ".join(not_mapped) + ".")
+    add_message(services, history_id, "assistant", " ".join(lines), commands=list(recalled.commands) or None)
+    return history_id
+
+
+def _open_history_id(services: Services) -> int | None:
+    """The history the URL opens, when it exists and is not deleted."""
+    try:
+        history = get_history(services, int(st.query_params.get("history", "")))
+    except (ValueError, HistoryNotFound):
+        return None
+    return None if history.deleted else history.id
+
+
+def _recall_offer(services: Services) -> None:
+    """The choice for an uploaded PNG with a recipe: a new history (the default) or Recall."""
+    offer = st.session_state.get(RECALL_OFFER)
+    if offer is None:
+        return
+    open_id = _open_history_id(services)
+    st.info(recall_sentence(offer["recall"], offer["name"], into_open_history=open_id is not None),
+            icon=":material/history:")
+    if st.button("Start a new history with this image", type="primary", key="recall_start", width="stretch"):
+        st.session_state.pop(RECALL_OFFER, None)
+        _start_from_bytes(services, offer["data"], offer["name"].rsplit(".", 1)[0])
+        st.rerun()
+    if st.button("Recall", key="recall_apply", width="stretch",
+                 help="Reload its commands onto the Operation Board and its settings into your Settings."):
+        st.session_state.pop(RECALL_OFFER, None)
+        outcome = apply_recall(services, offer["recall"], offer["data"], offer["name"], open_id)
+        if isinstance(outcome, str):
+            st.session_state["upload_error"] = outcome
+        elif outcome != open_id:
+            open_history(outcome)
+        st.rerun()
+
+
 def _new_edit_sidebar(services: Services) -> None:
     with st.sidebar:
         st.subheader("New edit")
@@ -82,8 +218,10 @@ def _new_edit_sidebar(services: Services) -> None:
                                   type=UPLOAD_TYPES, key="upload")
         if upload is not None and upload.file_id != st.session_state.get("uploaded_file_id"):
             st.session_state["uploaded_file_id"] = upload.file_id
-            _start_from_bytes(services, upload.getvalue(), upload.name.rsplit(".", 1)[0])
-            st.rerun()
+            if not offer_recall(services, upload.getvalue(), upload.name):
+                _start_from_bytes(services, upload.getvalue(), upload.name.rsplit(".", 1)[0])
+                st.rerun()
+        _recall_offer(services)
         sample = st.selectbox("…or a sample image", list(SAMPLES), index=None, placeholder="Pick a sample",
                               key="sample_choice")
         if st.button("Start with this sample", disabled=sample is None, key="start_sample"):
@@ -156,10 +294,13 @@ def _current_history(services: Services) -> int | None:
         return None
     try:
         history_id = int(raw)
-        get_history(services, history_id)
+        record = get_history(services, history_id)
     except (ValueError, HistoryNotFound):
         st.error(f"There is no edit history {raw!r}; start a new one from the sidebar.")
         del st.query_params["history"]
+        return None
+    if record.deleted:
+        deleted_notice(services, record)
         return None
     if st.session_state.get("open_history") != history_id:
         open_history(history_id)
@@ -209,12 +350,15 @@ def render() -> None:
     steps = history_steps(services, history_id)
     st.caption(f"History {history_id} · {len(steps)} step{'s' if len(steps) != 1 else ''} · "
                f"base is step {base_id}. Every step is kept in the Gallery.")
-    if services.settings.segmenter is None:
+    if not segments.configured(services):
         st.info("No segmenter is configured, so named parts (Hair, Background …) are not found automatically. "
                 "Whole-image commands such as “make it brighter” work as they are; to edit one part, select it "
                 "with the brush or a click under **Selection tools** and say e.g. “make the selection red”. "
-                "To find parts automatically, set CHATEDIT_SEGMENTER to an ONNX model made by "
+                "To find parts automatically, run `chatedit models install-default`, or set CHATEDIT_SEGMENTER "
+                "to an ONNX model made by "
                 "`chatedit models export-segmenter`.", icon="ℹ️")
+    if any(s.parent_id is None and (s.params or {}).get(FLATTENED) for s in steps):
+        st.info(FLATTENED_NOTICE, icon=":material/layers_clear:")
     segments.render_parts(base.image_id, parts)
     notice = st.session_state.get("job_notice")  # stays until the next run, set-as-base or undo replaces it
     if notice:
@@ -314,58 +458,121 @@ def _watch(job_id: int) -> None:
 # ---------------------------------------------------------------- before / after
 
 
+def redo_target(steps: Sequence[Any], base_id: int, undone: Sequence[int]) -> int | None:
+    """The step Redo makes the base again: the step last undone from this base in this session, else the
+    base's newest child (after a reload, or once the base moved elsewhere); None when the base has no child."""
+    children = [s.id for s in steps if s.parent_id == base_id]
+    if undone and undone[-1] in children:
+        return undone[-1]
+    return max(children, default=None)
+
+
 def _images(services: Services, history_id: int, base: Any, steps: list[Any], shown: np.ndarray | None) -> None:
+    result = _shown_result(services)
     before, after = st.columns(2, gap="medium")
     with before:
         st.subheader("Base")
-        st.image(png_of(services, base.image_id) if shown is None else shown, width="stretch",
+        st.image(preview_of(services, base.image_id) if shown is None else shown, width="stretch",
                  caption=None if shown is None else "Each part tinted in its own colour")
-        b1, b2 = st.columns(2)
-        b1.download_button("Download PNG", data=png_of(services, base.image_id), mime="image/png",
-                           file_name=f"chatedit-h{history_id}-step{base.id}.png", key="download_base",
-                           help="The image with its recipe (commands and parameters) embedded.")
-        if b2.button("Undo", key="undo", disabled=base.parent_id is None,
-                     help="Go back to the step before this base."):
-            set_base_step(services, history_id, base.parent_id)
-            st.session_state["result_step_id"] = base.id
-            st.session_state["job_notice"] = ("ok", f"Undone: the base is step {base.parent_id} again. "
-                                                    "The undone step is shown as the result (Set as base redoes it).")
-            st.rerun()
+        buttons = st.container(horizontal=True)  # each button as wide as its label and shortcut hint
+        buttons.download_button("Download PNG", data=png_download(services, base.image_id), mime="image/png",
+                                file_name=f"chatedit-h{history_id}-step{base.id}.png", key="download_base",
+                                help="The image with its recipe (commands and parameters) embedded.")
+        if buttons.button("Undo", key="undo", disabled=base.parent_id is None, shortcut=UNDO_SHORTCUT,
+                          help="Go back to the step before this base (Ctrl+Z; ⌘Z on a Mac)."):
+            _undo(services, history_id, base)
+        target = redo_target(steps, base.id, st.session_state.get(REDO_STEPS, []))
+        if buttons.button("Redo", key="redo", disabled=target is None, shortcut=REDO_SHORTCUT,
+                          help="Go forward again to the step you undid (Ctrl+Shift+Z; ⇧⌘Z on a Mac)."):
+            assert target is not None
+            _redo(services, history_id, target)
     with after:
         st.subheader("Result")
         job_id = st.session_state.get("job_id")
-        result_id = st.session_state.get("result_step_id")
         if job_id is not None:
             _job_panel(job_id)
-        elif result_id is not None:
-            try:
-                result = get_step(services, result_id)
-            except StepNotFound:
-                st.session_state.pop("result_step_id", None)
-                return
+        elif result is not None:
             assert result.image_id is not None
-            st.image(png_of(services, result.image_id), width="stretch")
+            shown_result = preview_of(services, result.image_id)
+            if st.toggle("Compare with a slider", key=COMPARE_SLIDER,
+                         help="The base and the result in the same place: drag the divider, or focus it and use "
+                              "the arrow keys. Off: side by side."):
+                render_compare(preview_of(services, base.image_id), shown_result, image_size(shown_result),
+                               before_label="Base", after_label="Result")
+            else:
+                st.image(shown_result, width="stretch")
             st.caption(("Ran: " + "; ".join(command_summary(c) for c in result.commands)) if result.commands
                        else f"Ran: {step_kind(result)}")
             r1, r2 = st.columns(2)
             if r1.button("Set as base", type="primary", key="set_base",
                          help="Continue editing from this result."):
-                set_base_step(services, history_id, result_id)
+                set_base_step(services, history_id, result.id)
                 st.session_state.pop("result_step_id", None)
-                st.session_state["job_notice"] = ("ok", f"Step {result_id} is the new base.")
+                st.session_state["job_notice"] = ("ok", f"Step {result.id} is the new base.")
                 st.rerun()
-            r2.download_button("Download PNG", data=png_of(services, result.image_id), mime="image/png",
-                               file_name=f"chatedit-h{history_id}-step{result_id}.png", key="download_result",
+            r2.download_button("Download PNG", data=png_download(services, result.image_id), mime="image/png",
+                               file_name=f"chatedit-h{history_id}-step{result.id}.png", key="download_result",
                                help="The image with its recipe (commands and parameters) embedded.")
         else:
             st.info("Run commands from the Operation Board; the result appears here, beside the base.")
+    tree = st.expander(f"History tree: {len(steps)} step{'s' if len(steps) != 1 else ''}, click one to open it",
+                       key=HISTORY_TREE, on_change="rerun")
+    if tree.open:  # thumbnails are only sent while someone looks at them
+        with tree:
+            render_tree(services, steps, base.id, key="editor_tree", on_open=_open_step,
+                        selected=result.id if result is not None else None)
 
 
-def step_kind(step: Any) -> str:
-    """What made a step that has no commands (a face swap, a generated image)."""
-    generation = (step.params or {}).get("generation") or []
-    kind = generation[0].get("command") if generation and isinstance(generation[0], dict) else None
-    return {"swap_face": "face swap", "generate": "text to image"}.get(str(kind), "no commands")
+def _shown_result(services: Services) -> Any | None:
+    """The step shown as the result (the last edit's, an undone one, or one opened from the tree), if any."""
+    result_id = st.session_state.get("result_step_id")
+    if result_id is None:
+        return None
+    try:
+        return get_step(services, result_id)
+    except StepNotFound:
+        st.session_state.pop("result_step_id", None)
+        return None
+
+
+def _undo(services: Services, history_id: int, base: Any) -> None:
+    """The base goes back to its parent; the undone step stays on show and on the redo list."""
+    set_base_step(services, history_id, base.parent_id)
+    st.session_state[REDO_STEPS] = [*st.session_state.get(REDO_STEPS, []), base.id]
+    st.session_state["result_step_id"] = base.id
+    text = (f"Undone: the base is step {base.parent_id} again. The undone step is shown as the result "
+            "(Redo or Set as base brings it back).")
+    st.session_state["job_notice"] = ("ok", text)
+    st.rerun()
+
+
+def _redo(services: Services, history_id: int, target: int) -> None:
+    set_base_step(services, history_id, target)
+    undone = list(st.session_state.get(REDO_STEPS, []))
+    if undone and undone[-1] == target:
+        undone.pop()
+    st.session_state[REDO_STEPS] = undone
+    if st.session_state.get("result_step_id") == target:
+        st.session_state.pop("result_step_id", None)
+    st.session_state["job_notice"] = ("ok", f"Redone: step {target} is the base again.")
+    st.rerun()
+
+
+def _open_step(step_id: int) -> None:
+    """A step clicked in the history tree is shown as the result, ready for Set as base (the base itself: nothing)."""
+    services = get_services()
+    history_id = st.session_state.get("open_history")
+    if history_id is not None and step_id == base_step_id(services, history_id):
+        st.session_state.pop("result_step_id", None)
+    else:
+        st.session_state["result_step_id"] = step_id
+
+
+def done_sentence(result: dict[str, Any]) -> str:
+    """The notice when a job succeeds: what ran, as a person reads it, then what the worker noted."""
+    ran = [command_summary(c) for c in result.get("commands") or []]
+    text = ("Done: " + "; ".join(ran) + ".") if ran else "Done."
+    return " ".join([text, *(str(note) for note in result.get("notes") or [])])
 
 
 @st.fragment(run_every=POLL_S)
@@ -378,14 +585,20 @@ def _job_panel(job_id: int) -> None:
         st.session_state.pop("job_id", None)
         if job.status.value == "succeeded" and job.result:
             st.session_state["result_step_id"] = job.result.get("step_id")
-            notes = job.result.get("notes") or []
-            st.session_state["job_notice"] = ("ok", "Done. " + " ".join(notes) if notes else "Done.")
+            st.session_state["job_notice"] = ("ok", done_sentence(job.result))
         elif job.status.value == "cancelled":
             st.session_state["job_notice"] = ("error", f"The {noun} was cancelled; the base is unchanged.")
         else:
             st.session_state["job_notice"] = ("error", f"The {noun} failed: {job.error_message or 'no reason given'}")
         st.rerun(scope="app")
-    job_progress(services, job, noun.capitalize())
+    preview = latest_preview_key(services, job_id) if job.status.value == "running" else None
+    if preview is None:
+        job_progress(services, job, noun.capitalize())
+    else:
+        bar, picture = st.columns([3, 1], vertical_alignment="center")
+        with bar:
+            job_progress(services, job, noun.capitalize())
+        picture.image(services.blobs.get(preview), caption="Preview", width="stretch")
     if st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
         services.queue.cancel(job_id)
         st.rerun(scope="fragment")
@@ -430,14 +643,19 @@ def _chat(services: Services, history_id: int, labels: list[str], image_id: int)
 def _board(services: Services, history_id: int, base: Any, labels: list[str], rules: Rules,
            current_selection: np.ndarray | None) -> None:
     st.subheader("Operation Board")
-    source = next((m for m in reversed(messages(services, history_id)) if m.role == "assistant" and m.commands), None)
+    source = latest_reply(messages(services, history_id))
     if source is None:
         st.caption("The commands of the assistant's latest reply appear here, to check, adjust and run.")
         return
+    if not source.commands:
+        st.caption("The latest reply has no commands, so there is nothing to run. Say what to change in the chat; "
+                   "the commands of the next reply appear here.")
+        return
     running = st.session_state.get("job_id") is not None
+    problems = backend_problems(source.commands, services.settings, edit_params(get_preferences(services)))
     rows: list[tuple[bool, dict[str, Any] | None]] = []
-    for i, item in enumerate(source.commands or []):
-        rows.append(_board_row(f"{source.id}_{i}", item, labels, rules))
+    for i, item in enumerate(source.commands):
+        rows.append(_board_row(f"{source.id}_{i}", item, labels, rules, problems.get(i)))
     chosen = [cmd for picked, cmd in rows if picked and cmd is not None]
     valid = [cmd for _, cmd in rows if cmd is not None]
     left, right = st.columns(2)
@@ -447,8 +665,15 @@ def _board(services: Services, history_id: int, base: Any, labels: list[str], ru
         _run(services, history_id, base, chosen if run_selected else valid, current_selection)
 
 
-def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules) -> tuple[bool, dict[str, Any] | None]:
-    """One command: checkbox, readable summary, its paras as inputs, the reason in red when it cannot run."""
+def latest_reply(history: Sequence[MessageRecord]) -> MessageRecord | None:
+    """The assistant's latest reply: the board shows its commands, and a reply without commands empties it."""
+    return next((m for m in reversed(history) if m.role == "assistant"), None)
+
+
+def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules,
+               backend_problem: str | None = None) -> tuple[bool, dict[str, Any] | None]:
+    """One command: checkbox, readable summary, its paras as inputs, the reason in red when it is invalid;
+    greyed and unticked, with the setting that enables it, when no configured backend can run it."""
     with st.container(border=True):
         name = item.get("command")
         rule = rules.commands.get(name) if isinstance(name, str) else None
@@ -467,34 +692,37 @@ def _board_row(key: str, item: dict[str, Any], labels: list[str], rules: Rules) 
         for j, para in enumerate(rule.paras):
             value = paras[j] if j < len(paras) else None
             with columns[j]:
-                edited.append(_para_input(f"para_{key}_{j}", para, value, labels))
+                edited.append(_para_input(f"para_{key}_{j}", para, value, labels, disabled=backend_problem is not None))
         candidate = {"command": name, "paras": edited}
         outcome = validate_item(candidate, labels, rules)
         ok = not isinstance(outcome, str)
-        picked = st.checkbox(f"**{command_summary(candidate)}**", value=ok, disabled=not ok, key=f"pick_{key}_{ok}",
-                             help=rule.description)
+        runnable = ok and backend_problem is None
+        picked = st.checkbox(f"**{command_summary(candidate)}**", value=runnable, disabled=not runnable,
+                             key=f"pick_{key}_{ok}_{backend_problem is None}", help=rule.description)
         if not ok:
             st.markdown(f":red[{outcome}]")
-        return picked and ok, candidate if ok else None
+        if backend_problem is not None:
+            st.caption(f":material/block: Not available here: {backend_problem}")
+        return picked and runnable, candidate if runnable else None
 
 
-def _para_input(key: str, para: ParaRule, value: Any, labels: list[str]) -> Any:
+def _para_input(key: str, para: ParaRule, value: Any, labels: list[str], *, disabled: bool = False) -> Any:
     label = para.name.capitalize()
     if para.type == "targets":
         current = [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
         options = list(dict.fromkeys([*labels, *current]))
-        chosen = st.multiselect(label, options, default=current, key=key,
+        chosen = st.multiselect(label, options, default=current, key=key, disabled=disabled,
                                 placeholder="whole image" if para.allow_empty else "choose parts")
         return list(chosen)
     if para.type == "enum":
         index = para.enum.index(value) if value in para.enum else 0
-        return st.selectbox(label, para.enum, index=index, key=key)
+        return st.selectbox(label, para.enum, index=index, key=key, disabled=disabled)
     if para.type == "number":
         # No bounds on the input: an out-of-range value stays as written and the row says why it is refused.
         number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-        return st.number_input(label, value=number, step=0.05, key=key, format="%.2f",
+        return st.number_input(label, value=number, step=0.05, key=key, format="%.2f", disabled=disabled,
                                help=f"A number in {para.interval}.")
-    return st.text_input(label, value="" if value is None else str(value), key=key)
+    return st.text_input(label, value="" if value is None else str(value), key=key, disabled=disabled)
 
 
 def _run(services: Services, history_id: int, base: Any, commands: list[dict[str, Any]],

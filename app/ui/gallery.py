@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, time, timedelta, timezone
+from functools import partial
 
 import streamlit as st
 
-from app.ui.common import STATUS_ICONS, command_summary, get_services, png_of, when
+from app.ui.common import STATUS_ICONS, command_summary, get_services, png_download, preview_of, thumbnail_of, when
+from app.ui.editor import deleted_notice
+from app.ui.history_tree import render_tree
 from app.ui.navigation import EDITOR
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import JobNotFound
 from jobs.gallery import (
     HistoryCard,
     base_step_id,
+    delete_history,
     list_histories,
     list_users,
+    rename_history,
+    restore_history,
     set_base_step,
     set_last_job,
-    tree_order,
 )
 from jobs.histories import HistoryNotFound, StepRecord, get_history, history_steps
 from jobs.services import Services
 
 COLUMNS = 3
+#: Session key: histories deleted in this session, as (id, title), each offered with Undo.
+DELETED = "gallery_deleted"
 
 
 def render() -> None:
@@ -31,7 +38,14 @@ def render() -> None:
     raw = st.query_params.get("open")
     if raw is not None:
         try:
-            _detail(services, int(raw))
+            history = get_history(services, int(raw))
+            if history.deleted:
+                deleted_notice(services, history)
+                if st.button("← All histories", key="back_from_deleted"):
+                    del st.query_params["open"]
+                    st.rerun()
+                return
+            _detail(services, history.id)
             return
         except (ValueError, HistoryNotFound):
             st.error(f"There is no edit history {raw!r}.")
@@ -52,6 +66,7 @@ def _continue(history_id: int, step_id: int | None = None) -> None:
 
 def _cards(services: Services) -> None:
     st.title("Gallery")
+    _recently_deleted(services)
     users = list_users(services)
     f1, f2, f3 = st.columns([1, 1, 1])
     names = {u.id: u.display_name for u in users}
@@ -85,7 +100,7 @@ def _date_bounds(dates: object) -> tuple[datetime | None, datetime | None]:
 def _card(services: Services, card: HistoryCard) -> None:
     with st.container(border=True):
         if card.latest_image_id is not None:
-            st.image(png_of(services, card.latest_image_id), width="stretch")
+            st.image(thumbnail_of(services, card.latest_image_id), width="stretch")
         st.markdown(f"**{card.title or f'History {card.id}'}**")
         status = (f"{STATUS_ICONS.get(card.last_status, '')} last edit {card.last_status}" if card.last_status
                   else "no edit run yet")
@@ -93,12 +108,37 @@ def _card(services: Services, card: HistoryCard) -> None:
                    f"{'s' if card.step_count != 1 else ''} · {status}")
         if card.last_status == "failed" and card.last_error:
             st.markdown(f":red[{card.last_error.splitlines()[0][:160]}]")
-        b1, b2 = st.columns(2)
-        if b1.button("Open", key=f"open_{card.id}"):
+        buttons = st.container(horizontal=True)  # as wide as their labels, wrapping on narrow cards
+        if buttons.button("Open", key=f"open_{card.id}"):
             st.query_params["open"] = str(card.id)
             st.rerun()
-        if b2.button("Continue editing", key=f"continue_{card.id}"):
+        if buttons.button("Continue editing", key=f"continue_{card.id}"):
             _continue(card.id)
+        buttons.button("Delete", key=f"delete_{card.id}", icon=":material/delete:", on_click=_delete,
+                       args=(card.id, card.title), help="Hide this history from the gallery; Undo brings it back.")
+        st.text_input("Rename", value=card.title, key=f"title_{card.id}", max_chars=200,
+                      placeholder=f"History {card.id}", on_change=_rename, args=(card.id,),
+                      help="Type a new title and press Enter.")
+
+
+def _rename(history_id: int) -> None:
+    rename_history(get_services(), history_id, str(st.session_state.get(f"title_{history_id}") or ""))
+
+
+def _delete(history_id: int, title: str) -> None:
+    delete_history(get_services(), history_id)
+    st.session_state[DELETED] = [*st.session_state.get(DELETED, []), (history_id, title)]
+
+
+def _recently_deleted(services: Services) -> None:
+    """The histories deleted in this session, each with Undo."""
+    for history_id, title in list(st.session_state.get(DELETED, [])):
+        note, undo = st.columns([5, 1], vertical_alignment="center")
+        note.info(f"Deleted “{title or f'History {history_id}'}”.", icon=":material/delete:")
+        if undo.button("Undo", key=f"undo_delete_{history_id}", help="Restore it, as it was."):
+            restore_history(services, history_id)
+            st.session_state[DELETED] = [d for d in st.session_state.get(DELETED, []) if d[0] != history_id]
+            st.rerun()
 
 
 # ---------------------------------------------------------------- one history
@@ -120,25 +160,30 @@ def _detail(services: Services, history_id: int) -> None:
     if st.button("Continue editing", type="primary", key="continue_open"):
         _continue(history_id)
     by_id = {s.id: s for s in steps}
-    depths: dict[int, int] = {}
-    for step_id in tree_order({s.id: s.parent_id for s in steps}):
-        step = by_id[step_id]
-        depths[step_id] = 0 if step.parent_id not in depths else depths[step.parent_id] + 1
-        _step(services, history_id, step, by_id.get(step.parent_id) if step.parent_id else None,
-              depths[step_id], step_id == base)
+    chosen_key = f"gallery_step_{history_id}"
+    chosen = st.session_state.get(chosen_key)
+    if chosen not in by_id:
+        chosen = steps[-1].id  # the newest step: the latest result
+    st.subheader("Steps")
+    render_tree(services, steps, base, key="gallery_tree", selected=chosen, on_open=partial(_choose, chosen_key))
+    step = by_id[chosen]
+    _step(services, history_id, step, by_id.get(step.parent_id) if step.parent_id else None, chosen == base)
 
 
-def _step(services: Services, history_id: int, step: StepRecord, parent: StepRecord | None, depth: int,
-          is_base: bool) -> None:
-    indent, body = st.columns([min(depth, 6) * 0.04 + 0.001, 1])
-    with body, st.container(border=True):
+def _choose(session_key: str, step_id: int) -> None:
+    st.session_state[session_key] = step_id
+
+
+def _step(services: Services, history_id: int, step: StepRecord, parent: StepRecord | None, is_base: bool) -> None:
+    """The opened step: before and after, its commands and parameters, and what can be done from it."""
+    with st.container(border=True):
         label = "original upload" if parent is None else f"from step {parent.id}"
         st.markdown(f"**Step {step.id}** · {label} · {when(step.created_at)}" + (" · **base**" if is_base else ""))
         before, after = st.columns(2)
         if parent is not None and parent.image_id is not None:
-            before.image(png_of(services, parent.image_id), caption="Before", width="stretch")
+            before.image(preview_of(services, parent.image_id), caption="Before", width="stretch")
         if step.image_id is not None:
-            (after if parent is not None else before).image(png_of(services, step.image_id),
+            (after if parent is not None else before).image(preview_of(services, step.image_id),
                                                             caption="After" if parent is not None else "Original",
                                                             width="stretch")
         if step.commands:
@@ -148,7 +193,7 @@ def _step(services: Services, history_id: int, step: StepRecord, parent: StepRec
                         language="json")
         c1, c2, c3 = st.columns(3)
         if step.image_id is not None:
-            c1.download_button("Download PNG", data=png_of(services, step.image_id), mime="image/png",
+            c1.download_button("Download PNG", data=png_download(services, step.image_id), mime="image/png",
                                file_name=f"chatedit-h{history_id}-step{step.id}.png", key=f"download_{step.id}")
         if c2.button("Continue from here", key=f"from_{step.id}", disabled=is_base):
             _continue(history_id, step.id)

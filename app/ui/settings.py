@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from app.ui.common import get_services
-from core.editing import GENERATIVE_SETTINGS
+from core.backends import GENERATIVE_BACKENDS, OPENAI_IMAGE_VARIABLE
 from core.rules import load_rules
 from core.settings import Settings
 from jobs.user_settings import (
@@ -48,14 +48,17 @@ def editor_rows(settings: Settings) -> list[dict[str, str]]:
     """Which editing backend runs each kind of command here, and what enables the missing ones."""
     rows = [{"commands": "adjust, recolor, blur, remove (fallback)", "backend": "classical (OpenCV)",
              "available": "yes", "note": "Exact edits on the CPU; always available."}]
-    by_setting: dict[str, list[str]] = {}
-    for command, variable in GENERATIVE_SETTINGS.items():
-        by_setting.setdefault(variable, []).append(command)
-    for variable, commands in by_setting.items():
-        value = getattr(settings, variable.removeprefix("CHATEDIT_").lower(), None)
-        rows.append({"commands": ", ".join(commands), "backend": str(value) if value else "none",
+    for backend in GENERATIVE_BACKENDS:
+        value = getattr(settings, backend.field, None)
+        rows.append({"commands": ", ".join(backend.commands), "backend": str(value) if value else "none",
                      "available": "yes" if value else "no",
-                     "note": f"Set by {variable}." if value else f"Not configured: set {variable} to enable it."})
+                     "note": f"Set by {backend.variable}." if value else
+                     f"Not configured: set {backend.variable} to {backend.needs} to enable it."})
+    fallback = settings.openai_image_model
+    rows.append({"commands": "any of these, when its model is missing or fails", "backend": fallback or "none",
+                 "available": "yes" if fallback else "no",
+                 "note": f"OpenAI image edit, set by {OPENAI_IMAGE_VARIABLE}." if fallback else
+                 f"Not configured: set {OPENAI_IMAGE_VARIABLE} (and an API key) to enable the OpenAI image edit."})
     return rows
 
 
@@ -100,23 +103,23 @@ def render() -> None:
                               value=pref.key in stored, key=f"use_{pref.key}")
             current = stored.get(pref.key, builtin)
             widget_key = f"pref_{pref.key}"
+            shown = shown_value(pref, current)
             if pref.kind == "text":
-                value: Any = st.text_input(pref.label, value="" if current is None else str(current), key=widget_key,
-                                           help=pref.help, max_chars=MAX_MODEL_NAME)
+                value: Any = st.text_input(pref.label, value=shown, key=widget_key, help=pref.help,
+                                           max_chars=MAX_MODEL_NAME)
             elif pref.kind == "bool":
-                value = st.toggle(pref.label, value=bool(current), key=widget_key, help=pref.help)
+                value = st.toggle(pref.label, value=shown, key=widget_key, help=pref.help)
             elif pref.kind == "choice":
                 options = list(pref.choices)
-                value = st.selectbox(pref.label, options, index=options.index(current) if current in options else 0,
-                                     key=widget_key, help=pref.help)
+                value = st.selectbox(pref.label, options, index=options.index(shown), key=widget_key, help=pref.help)
             elif pref.kind == "int":
-                value = st.number_input(pref.label, value=int(current if current is not None else 0), step=1,
+                value = st.number_input(pref.label, value=shown, step=1,
                                         key=widget_key, help=f"{pref.help} From {pref.low:g} to {pref.high:g}.")
             else:
-                value = st.number_input(pref.label, value=float(current if current is not None else 0.0), step=0.05,
+                value = st.number_input(pref.label, value=shown, step=0.05,
                                         key=widget_key, format="%.2f",
                                         help=f"{pref.help} From {pref.low:g} to {pref.high:g}.")
-            if use:
+            if use or value != shown:  # a value the person changed is theirs, ticked or not
                 values[pref.key] = value
         loras = _lora_inputs(services.settings, stored.get("loras") or [])
         if loras:
@@ -131,13 +134,32 @@ def render() -> None:
             st.session_state["settings_notice"] = (
                 "Saved: " + ", ".join(f"{k} = {_shown(v)}" for k, v in clean.items()) if clean
                 else "Saved: every setting uses its built-in default.")
+            _forget_widgets()  # the form shows what is stored now, ticks included
             st.rerun()
     if stored and st.button("Reset all to built-in defaults", key="reset_preferences"):
         save_preferences(services, {})
-        for key in [k for k in st.session_state if str(k).startswith(("use_", "pref_", "lora_"))]:
-            st.session_state.pop(key, None)
+        _forget_widgets()
         st.session_state["settings_notice"] = "Saved: every setting uses its built-in default."
         st.rerun()
+
+
+def shown_value(pref: Preference, current: Any) -> Any:
+    """What the form's input shows for ``current``; a different value on Save means the person changed it."""
+    if pref.kind == "text":
+        return "" if current is None else str(current)
+    if pref.kind == "bool":
+        return bool(current)
+    if pref.kind == "choice":
+        return current if current in pref.choices else pref.choices[0]
+    if pref.kind == "int":
+        return int(current if current is not None else 0)
+    return float(current if current is not None else 0.0)
+
+
+def _forget_widgets() -> None:
+    """Drop the form's widget states, so the next run builds them from the stored values."""
+    for key in [k for k in st.session_state if str(k).startswith(("use_", "pref_", "lora_"))]:
+        st.session_state.pop(key, None)
 
 
 def _shown(value: Any) -> str:

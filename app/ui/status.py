@@ -9,6 +9,7 @@ import streamlit as st
 from app.ui.common import get_services, when
 from app.ui.settings import PLANNER_ABOUT, editor_rows, planner_problem
 from core.segmentation import SegmenterError, read_metadata
+from core.segmentation.default_segmenter import segmenter_in_use
 from core.settings import LANES, Settings
 from db.migrate import current_revision
 from db.types import utcnow
@@ -92,16 +93,18 @@ def _backends(services: Services) -> None:
     for row in editor_rows(settings)[1:]:
         rows.append({"part": "editor (generative)", "backend": row["backend"], "usable": row["available"],
                      "note": f"{row['commands']}: " + (row["note"] if row["available"] == "yes" else
-                             f"not available in this installation; such a command fails its job saying so. "
-                             f"{row['note']}")})
+                             f"not available in this installation; the Operation Board greys such a command "
+                             f"and says so before any job. {row['note']}")})
     st.table(rows)
 
 
 def segmenter_row(settings: Settings) -> dict[str, str]:
     """Is a segmenter configured, does its file exist, and which model is it."""
+    settings = settings.model_copy(update={"segmenter": segmenter_in_use(settings)})
     if settings.segmenter is None:
         return {"part": "segmenter", "backend": "none", "usable": "—",
-                "note": "Not configured: select with the brush or a click. Set CHATEDIT_SEGMENTER to an ONNX "
+                "note": "Not configured: select with the brush or a click. Run `chatedit models install-default`, "
+                        "or set CHATEDIT_SEGMENTER to an ONNX "
                         "model made by `chatedit models export-segmenter` to find parts automatically."}
     if not settings.segmenter.exists():
         return {"part": "segmenter", "backend": str(settings.segmenter), "usable": "no",

@@ -2,9 +2,10 @@
 
 Every run follows the same stages: 1. check inputs, 2. get the pipeline from the
 registry, 3. scheduler, LoRAs and seed, 4. prepare images at a working size,
-5. denoise with a step callback (progress and cooperative cancel through the
-pipeline's interrupt flag), 6. bring the result back to the input's size and
-composite it so nothing outside the edited region changes.
+5. denoise with a step callback (progress, a cheap preview of the latents every few
+steps, and cooperative cancel through the pipeline's interrupt flag), 6. bring the
+result back to the input's size and composite it so nothing outside the edited
+region changes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ DEFAULT_REMOVE_NEGATIVE: str = load_rules().templates["inpaint"]["remove_negativ
 #: A region whose bounding box covers less than this share of the image is inpainted at full resolution.
 SMALL_REGION_FRACTION = 0.25
 MAX_SEED = 2 ** 31 - 1
+#: Longest side of a live preview, in pixels.
+PREVIEW_SIDE = 256
+#: At most this many steps between two previews (fewer on short runs, so they get one too).
+PREVIEW_EVERY = 5
+#: The standard linear approximation of Stable Diffusion's VAE decoder: RGB = latent channels @ this (+ bias).
+#: It turns the 4 latent channels into a rough picture at latent resolution without running the VAE.
+SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
+                   (-0.2120, -0.2616, -0.7177))
+SDXL_LATENT_RGB = ((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
+                   (-0.3165, -0.2492, -0.2188))
+SDXL_LATENT_RGB_BIAS = (0.1084, -0.0175, -0.0011)
+#: The VAE scaling factor that tells an SDXL latent space from SD 1.x/2.x's (0.18215).
+SDXL_SCALING_FACTOR = 0.13025
 
 
 @dataclass
@@ -50,6 +64,8 @@ class StepHooks:
 
     on_progress: Callable[[float], None] = lambda fraction: None
     should_stop: Callable[[], bool] = lambda: False
+    #: Gets a rough RGB picture of the image being denoised (at most PREVIEW_SIDE px) every few steps.
+    on_preview: Callable[[np.ndarray], None] | None = None
 
 
 @dataclass
@@ -85,6 +101,29 @@ def choose_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be -1 (random) or an integer in [0, {MAX_SEED}], not {seed!r}.")
     return seed
+
+
+def preview_size(height: int, width: int, side: int = PREVIEW_SIDE) -> tuple[int, int]:
+    """The size of a preview of a ``height`` × ``width`` image: fitted in ``side`` pixels, never enlarged."""
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def latent_preview(latents: Any, size: tuple[int, int], *, sdxl: bool = False) -> np.ndarray:
+    """A cheap RGB picture of (the first image of) a batch of 4-channel latents, resized to ``size`` (h, w).
+
+    Noisy early on and sharper as denoising goes; good enough to see where a run is heading.
+    """
+    import torch
+
+    if latents.ndim != 4 or latents.shape[1] != 4:
+        raise ValueError(f"expected latents of shape (batch, 4, h, w), not {tuple(latents.shape)}")
+    factors = torch.tensor(SDXL_LATENT_RGB if sdxl else SD15_LATENT_RGB, dtype=torch.float32)
+    rgb = latents[0].detach().to("cpu", torch.float32).permute(1, 2, 0) @ factors
+    if sdxl:
+        rgb = rgb + torch.tensor(SDXL_LATENT_RGB_BIAS)
+    image = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    return resize(image, size)
 
 
 class _StopDenoising(Exception):
@@ -130,6 +169,9 @@ class _Diffusion:
                 self.steps_run = step + 1
                 total = max(1, int(getattr(pipeline, "num_timesteps", 0) or self.steps))
                 self.hooks.on_progress(min(1.0, self.steps_run / total))
+                if self.hooks.on_preview is not None and self.steps_run < total \
+                        and self.steps_run % max(1, min(PREVIEW_EVERY, total // 4)) == 0:
+                    self._preview(pipeline, callback_kwargs.get("latents"))
                 if self.hooks.should_stop():
                     if not hasattr(type(pipeline), "interrupt"):
                         raise _StopDenoising  # this pipeline class has no interrupt flag (InstructPix2Pix)
@@ -150,6 +192,16 @@ class _Diffusion:
                 raise GenerationInterrupted(self.steps_run, total)
         image = np.asarray(output.images[0].convert("RGB"), dtype=np.uint8)
         return image, time.perf_counter() - started
+
+    def _preview(self, pipeline: Any, latents: Any) -> None:
+        """Hand a preview of the current latents to the hooks; a latent space it cannot read gets none."""
+        if latents is None or latents.ndim != 4 or latents.shape[1] != 4 or self.hooks.on_preview is None:
+            return
+        vae = getattr(pipeline, "vae", None)
+        factor = int(getattr(pipeline, "vae_scale_factor", 8) or 8)
+        scaling = float(getattr(getattr(vae, "config", None), "scaling_factor", 0.18215) or 0.18215)
+        size = preview_size(int(latents.shape[2]) * factor, int(latents.shape[3]) * factor)
+        self.hooks.on_preview(latent_preview(latents, size, sdxl=abs(scaling - SDXL_SCALING_FACTOR) < 1e-3))
 
     def result(self, image: np.ndarray, op_s: float, notes: list[str] | None = None) -> GenerativeRun:
         key = self.loaded.key

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.backends import BACKEND_OF_TASK
 from core.generative.devices import Placement, best_placement, free_vram_bytes
 from core.generative.errors import (
     ModelNotConfigured,
@@ -33,13 +34,9 @@ from core.settings import Settings
 
 Task = Literal["inpaint", "img2img", "txt2img", "instruct"]
 
-#: Which setting names the model of each task, and what a person should put there.
+#: Which setting names the model of each task, and what a person should put there (from ``core.backends``' table).
 TASK_SETTINGS: dict[str, tuple[str, str, str]] = {
-    "inpaint": ("inpaint_model", "CHATEDIT_INPAINT_MODEL", "Inpainting"),
-    "img2img": ("base_model", "CHATEDIT_BASE_MODEL", "Image-to-image"),
-    "txt2img": ("base_model", "CHATEDIT_BASE_MODEL", "Text-to-image"),
-    "instruct": ("ip2p_model", "CHATEDIT_IP2P_MODEL", "InstructPix2Pix"),
-}
+    task: (backend.field, backend.variable, what) for task, (backend, what) in BACKEND_OF_TASK.items()}
 
 GIB = 1024 ** 3
 

@@ -87,6 +87,34 @@ def detect_language(text: str) -> Language:
     return "zh" if _CJK.search(text) else "en"
 
 
+#: Scripts of languages the planners do not read (kana, hangul, Cyrillic, Greek, Hebrew, Arabic, Devanagari, Thai).
+_OTHER_SCRIPT = re.compile(r"[\u3040-\u30ff\uac00-\ud7af\u1100-\u11ff\u0400-\u04ff\u0370-\u03ff"
+                           r"\u0590-\u05ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f]")
+#: Letters English does not use, common in other languages written in the Latin alphabet.
+_FOREIGN_LETTERS = re.compile(r"[àâçéèêëîïôûùüÿñœæäöß¿¡ãõìòóúíá]", re.IGNORECASE)
+#: Words of French, Spanish, German, Italian and Portuguese requests that are not English words.
+_FOREIGN_WORDS = frozenset(
+    "le la les des du une et avec rends mets fais rendre chemise rouge fond cheveux "
+    "el los las una haz pon camisa rojo fondo pelo "
+    "der die das und mit mach bitte hemd rot hintergrund haare "
+    "il della rendi metti camicia rosso sfondo capelli "
+    "os faça camiseta vermelho".split())
+UNSUPPORTED_LANGUAGE = ("I understand requests in English and Chinese only; please write it in one of them. "
+                        "我能理解英文和中文的请求，请用其中一种语言再说一次。")
+
+
+def unsupported_language(text: str) -> bool:
+    """True when ``text`` is written in a language the planners do not read (neither English nor Chinese).
+
+    Mixed English and Chinese is supported; Japanese is told apart from Chinese by its kana.
+    """
+    if _OTHER_SCRIPT.search(text) or _FOREIGN_LETTERS.search(text):
+        return True
+    words = re.findall(r"[a-z]+", text.lower())
+    foreign = sum(word in _FOREIGN_WORDS for word in words)
+    return foreign >= 2 and foreign * 2 >= len(words)
+
+
 def say(language: Language, en: str, zh: str) -> str:
     """The sentence in the person's language."""
     return zh if language == "zh" else en

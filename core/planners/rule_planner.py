@@ -17,8 +17,10 @@ from functools import cache
 
 from core.colors import InvalidColor, parse_color
 from core.commands import validate
+from core.describe import targets_text
 from core.planners import lexicon as lx
 from core.planners.base import (
+    UNSUPPORTED_LANGUAGE,
     ChatTurn,
     Language,
     NotUnderstood,
@@ -26,6 +28,7 @@ from core.planners.base import (
     detect_language,
     say,
     summary_reply,
+    unsupported_language,
 )
 from core.rules import Rules, load_rules
 
@@ -118,8 +121,12 @@ class RulePlanner:
         previous: tuple[str, ...] = ()
         for clause in clauses:
             previous = _Reader(clause, labels, previous, language, self.rules).read() or previous
+        clauses = _fold_repeated_adjustments(clauses)
         items = [item for clause in clauses for item in clause.items]
         outcome = validate(items, labels, self.rules)
+        if not outcome.commands and unsupported_language(request):
+            return PlanResult(reply=UNSUPPORTED_LANGUAGE, language="en",
+                              not_understood=[NotUnderstood(request[:80], UNSUPPORTED_LANGUAGE)])
         not_understood = [NotUnderstood(c.text, c.problem) for c in clauses if c.problem]
         result = PlanResult(reply="", commands=outcome.commands, rejections=outcome.rejections,
                             not_understood=not_understood, language=language)
@@ -153,6 +160,34 @@ class RulePlanner:
             if current and not c["SKIP_CLAUSE"].search(current):
                 clauses.append(Clause(current))
         return clauses
+
+
+def _fold_repeated_adjustments(clauses: list[Clause]) -> list[Clause]:
+    """"make it darker, much darker" is one adjustment: a clause that only repeats the tonal change
+    of the clause before it (same properties, targets and directions) restates its amount, and the
+    later wording wins."""
+    kept: list[Clause] = []
+    for clause in clauses:
+        before = next((c for c in reversed(kept) if c.items), None)
+        if before is not None and not clause.problem and _same_adjustments(before.items, clause.items):
+            before.items = clause.items
+            continue
+        kept.append(clause)
+    return kept
+
+
+def _same_adjustments(first: list[dict[str, object]], second: list[dict[str, object]]) -> bool:
+    def shape(items: list[dict[str, object]]) -> list[tuple[object, ...]] | None:
+        if not items or any(item["command"] != "adjust" for item in items):
+            return None
+        out = []
+        for item in items:
+            prop, amount, targets = item["paras"]  # type: ignore[misc]
+            out.append((prop, float(amount) >= 0, tuple(targets)))  # type: ignore[arg-type]
+        return sorted(out, key=repr)
+
+    one = shape(first)
+    return one is not None and one == shape(second)
 
 
 def _elliptical_verb(current: str, sub: str) -> str | None:
@@ -227,10 +262,44 @@ class _Reader:
         return present, missing
 
     def _report_missing(self, missing: list[PartMention]) -> None:
-        names = ", ".join(dict.fromkeys(label for m in missing for label in m.missing))
-        have = ", ".join(self.labels) or "none"
-        self._problem(f"This image has no {names} (its parts are {have}), so I left \"{self.text}\" out.",
-                      f"这张图片里没有{names}（它的部分是 {have}），所以没有执行“{self.text}”。")
+        """Why a part is not there, and what to do instead: select it (no parts found) or select something first."""
+        selection = self.rules.selection_label
+        wanted = list(dict.fromkeys(label for m in missing for label in m.missing))
+        names = ", ".join(wanted)
+        parts = [label for label in self.labels if label != selection]
+        if wanted == [selection]:
+            self._problem(f"Nothing is selected, so I left \"{self.text}\" out: select an area with the brush or "
+                          "a click under Selection tools first, then ask again.",
+                          f"还没有选中任何区域，所以没有执行“{self.text}”：请先在 Selection tools（选区工具）里用画笔"
+                          "或点击选择，再说一次。")
+        elif not parts:
+            example = self._about_selection()
+            it = "it" if len(wanted) == 1 else "them"
+            self._problem(f"No parts were found in this image automatically, so I cannot find {targets_text(wanted)} "
+                          f"by myself. Select {it} with the brush or a click under Selection tools, then say "
+                          f"“{example}”.",
+                          f"这张图片没有自动识别出的部分，我找不到{names}。请在 Selection tools（选区工具）里用画笔"
+                          f"或点击选中它，然后说“{example}”。")
+        else:
+            have = ", ".join(self.labels)
+            self._problem(f"This image has no {names} (its parts are {have}), so I left \"{self.text}\" out.",
+                          f"这张图片里没有{names}（它的部分是 {have}），所以没有执行“{self.text}”。")
+
+    def _about_selection(self) -> str:
+        """This clause about the selection instead of its missing parts: "make the selection red"."""
+        zh = self.language == "zh"
+        text = self.text
+        for mention in reversed([m for m in find_parts(text, self.labels) if m.missing]):
+            text = text[:mention.start] + ("选区" if zh else "selection") + text[mention.end:]
+        if zh:
+            text = re.sub(r"选区(?:\s*[和与及、]\s*选区)+", "选区", text)
+            return text if "选区" in text else "把选区……"
+        text = re.sub(r"\bselection(?:\s*(?:,|and|&)\s*(?:(?:the|her|his|their|my)\s+)?selection)+", "selection", text,
+                      flags=re.IGNORECASE)
+        if "selection" not in text:
+            return "make the selection …"
+        return text if re.search(r"\b(?:the|her|his|their|my)\s+selection", text, re.IGNORECASE) else \
+            text.replace("selection", "the selection", 1)
 
     def _need_targets(self, targets: tuple[str, ...], missing: list[PartMention]) -> bool:
         """True when there are targets to act on; otherwise records why not."""

@@ -7,7 +7,9 @@ an upload (with its recipe in the PNG) and becomes the first step of its history
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, JsonValue
 
 from core.generative.errors import GenerationFailed, GenerationInterrupted, ModelNotConfigured
 from core.recipes import RECIPE_KEY, Recipe
@@ -17,10 +19,18 @@ from jobs.context import JobContext
 from jobs.errors import InvalidJobRequest, JobInterrupted, PermanentError
 from jobs.histories import start_history
 from jobs.images import encode_png, store_encoded
+from jobs.registry import Payload
 from jobs.services import Services
 
 GENERATE_KIND = "generate"
 MAX_PROMPT = 500
+
+
+class GeneratePayload(Payload):
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT)]
+    user_settings: Annotated[dict[str, JsonValue], Field(default_factory=dict, max_length=100)]
+    title: Annotated[str, Field(max_length=200)] = ""
+    user_id: Annotated[int, Field(ge=1, le=2**31 - 1)] = LOCAL_USER_ID
 
 
 def submit_generate(services: Services, prompt: str, *, user_settings: dict[str, Any] | None = None,
@@ -36,6 +46,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     from core.generative.executors import StepHooks, text_to_image
     from core.generative.registry import shared_registry
 
+    GeneratePayload.of(ctx)
     started = time.perf_counter()
     services = ctx.services
     # 1. Read the request; the model must be configured before any work.
@@ -55,7 +66,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
         except JobInterrupted:
             pass
 
-    hooks = StepHooks(on_progress=on_progress, should_stop=lambda: ctx.should_stop)
+    hooks = StepHooks(on_progress=on_progress, should_stop=lambda: ctx.should_stop, on_preview=ctx.preview)
     try:
         run = text_to_image(shared_registry(services.settings), prompt, params, hooks, lora_dir=services.settings.lora_dir)
     except GenerationInterrupted as exc:
