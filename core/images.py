@@ -3,7 +3,11 @@
 Uploads are hostile until proven otherwise. Every check that can be made on the raw
 bytes (size, magic numbers) runs before any decoder sees them, Pillow only parses the
 formats we accept, and pixel counts are checked from the header before the pixels are
-allocated. What comes out is always the same shape (8-bit RGB, upright, PNG, no
+allocated: the pixel count, the longest side and the aspect ratio each have a cap, because
+work on an image grows with more than its pixel count (feathered edges and blurs with
+its longest side, thumbnails and segmentation with how far it is from square). PNG text
+metadata is measured before Pillow reads it, so a file too rich in text is refused as
+such rather than as damaged. What comes out is always the same shape (8-bit RGB, upright, PNG, no
 metadata) so every later step — segmentation, editing, hashing, the blob store — can
 rely on it.
 
@@ -23,18 +27,21 @@ import io
 import math
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 if TYPE_CHECKING:
     from PIL import ImageCms
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 12_000
+DEFAULT_MAX_ASPECT_RATIO = 20.0
 
 #: Pillow format names we accept, and the name a person knows them by. MPO is how
 #: Pillow reports the multi-picture JPEGs many phone cameras write; it is a JPEG.
@@ -49,6 +56,7 @@ _DISPLAY_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "T
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 _WHITE = (255, 255, 255)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageRejected(ValueError):
@@ -69,6 +77,8 @@ class LoadedImage:
     width: int
     height: int
     source_format: str
+    #: The upload had transparent pixels, flattened onto white (the person is told so).
+    flattened: bool = False
 
     def to_pil(self) -> Image.Image:
         """Decode now, so the caller gets a usable image that no longer needs these bytes."""
@@ -82,20 +92,26 @@ def load_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> LoadedImage:
     """Check, decode and normalise an upload, or raise :class:`ImageRejected`.
 
     The order matters: the cheap checks on raw bytes come first so that an oversized or
-    wrong-typed file never reaches a decoder, and the pixel cap is checked from the header
-    before the pixel data is decompressed.
+    wrong-typed file never reaches a decoder, and the pixel, side and aspect-ratio caps are
+    checked from the header before the pixel data is decompressed.
     """
     _check_bytes(data, max_bytes)
     _refuse_by_sniffing(data)
+    _check_png_text(data)
     image = _open_header(data)
     source_format = _ACCEPTED[image.format or ""]
     _check_pixels(image.size, max_pixels)
+    check_dimensions(image.width, image.height, max_side=max_side, max_aspect_ratio=max_aspect_ratio)
     _check_single_frame(image)
-    rgb = _to_rgb(_upright(_decode(data)))
+    decoded = _upright(_decode(data))
+    flattened = _has_transparent_pixels(decoded)
+    rgb = _to_rgb(decoded)
     png = _encode_png(rgb)
     return LoadedImage(
         png=png,
@@ -103,6 +119,7 @@ def load_image(
         width=rgb.width,
         height=rgb.height,
         source_format=source_format,
+        flattened=flattened,
     )
 
 
@@ -193,6 +210,84 @@ def _gif_frame_count(data: bytes) -> int:
         return 1
 
 
+def _check_png_text(data: bytes) -> None:
+    """Refuse a PNG whose text chunks Pillow would not read, naming the text, not damage.
+
+    Pillow stops at a compressed text chunk over ``PngImagePlugin.MAX_TEXT_CHUNK`` once
+    inflated, and at text chunks over ``MAX_TEXT_MEMORY`` in all; it says so with a
+    ValueError that would otherwise read as a damaged file. The limits are Pillow's own,
+    read at each call, so ChatEdit's recipes (a few KB of uncompressed iTXt) stay readable.
+    Inflation stops at the limit, so a text bomb costs at most that much memory.
+    """
+    if not data.startswith(_PNG_MAGIC):
+        return
+    chunk_limit, total_limit = PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY
+    total = 0
+    for kind, body in _png_chunks(data):
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        size = _text_size(kind, body, chunk_limit)
+        if size is None:
+            raise _text_too_large(chunk_limit, "in one chunk")
+        total += size
+        if total > total_limit:
+            raise _text_too_large(total_limit, "in all")
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, body) of each whole chunk; a cut or malformed file simply ends the walk (the decoder judges it)."""
+    view = memoryview(data)
+    position = len(_PNG_MAGIC)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", view[position:position + 8])
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return
+        yield kind, view[position + 8:end]
+        if kind == b"IEND":
+            return
+        position = end + 4
+
+
+def _text_size(kind: bytes, body: memoryview, limit: int) -> int | None:
+    """The text's size once inflated, or None when it is over ``limit`` (Pillow's rule for one chunk).
+
+    Chunks Pillow skips as malformed (no keyword separator, a broken zlib stream) count as empty.
+    """
+    raw = bytes(body)
+    keyword_end = raw.find(b"\0")
+    if keyword_end < 0:
+        return 0
+    rest = raw[keyword_end + 1:]
+    if kind == b"tEXt":
+        return len(rest)
+    if kind == b"zTXt":
+        compressed = rest[1:] if rest[:1] == b"\0" else None
+    else:  # iTXt: flag, method, language\0, translated keyword\0, text
+        parts = rest[2:].split(b"\0", 2) if len(rest) >= 2 else []
+        if len(parts) < 3:
+            return 0
+        if rest[0] == 0:
+            return len(parts[2])
+        compressed = parts[2] if rest[1] == 0 else None
+    if compressed is None:
+        return 0
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(compressed, limit)
+    except zlib.error:
+        return 0
+    return None if inflater.unconsumed_tail else len(text)
+
+
+def _text_too_large(limit: int, where: str) -> ImageRejected:
+    return ImageRejected(
+        "text_too_large",
+        f"This PNG's text metadata is larger than {_megabytes(limit)} {where} once uncompressed; "
+        "save the image without text metadata and upload it again.",
+    )
+
+
 # --- checks on the header ------------------------------------------------------------
 
 
@@ -250,6 +345,28 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
             "too_many_pixels",
             f"This image is {width:,} × {height:,} pixels ({_megapixels(width * height)} megapixels), "
             f"over the {_megapixels(max_pixels)} megapixel limit; upload a smaller image.",
+        )
+
+
+def check_dimensions(width: int, height: int, *, max_side: int = DEFAULT_MAX_SIDE,
+                     max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO) -> None:
+    """Within the pixel cap an image can still be a 39-million-pixel line, which no edit can work on.
+
+    Public because the edit job asks it too, of images stored before a cap was lowered.
+    """
+    longest, shortest = max(width, height), min(width, height)
+    if longest > max_side:
+        raise ImageRejected(
+            "side_too_long",
+            f"This image is {width:,} × {height:,} pixels and its longest side is over the {max_side:,} pixel "
+            "limit (CHATEDIT_MAX_IMAGE_SIDE); scale it down and upload it again.",
+        )
+    if shortest == 0 or longest / shortest > max_aspect_ratio:
+        ratio = f"{math.ceil(longest * 10 / shortest) / 10:,.1f}".removesuffix(".0") if shortest else "unbounded"
+        raise ImageRejected(
+            "aspect_ratio",
+            f"This image is {width:,} × {height:,} pixels, an aspect ratio of {ratio}:1, over the "
+            f"{max_aspect_ratio:g}:1 limit (CHATEDIT_MAX_ASPECT_RATIO); crop it closer to square and upload it again.",
         )
 
 
@@ -314,6 +431,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _has_transparent_pixels(image: Image.Image) -> bool:
+    """An alpha channel (or a transparent palette colour) that some pixel really uses; an opaque one changes nothing."""
+    if not _has_alpha(image):
+        return False
+    try:
+        low, _ = image.convert("RGBA").getchannel("A").getextrema()
+    except (ValueError, OSError):  # a mode Pillow cannot convert directly (16-bit grey with a transparent value)
+        return True
+    return bool(low < 255)
+
+
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
@@ -367,11 +495,13 @@ def _encode_png(image: Image.Image) -> bytes:
     Privacy: uploads carry GPS positions, camera serials, names and timestamps that must
     not travel into the gallery or training data. Reproducibility: with only pixels in the
     file, the same pixels always give the same bytes and so the same sha256 (for a given
-    Pillow and zlib), which is what de-duplication and caches key on. ``optimize=False``
-    because uploads are re-encoded on every request and the extra search is slow.
+    Pillow and zlib), which is what de-duplication and caches key on. Speed: every upload
+    is encoded while the person waits, so zlib runs at its fastest level (a slightly
+    larger file, written much sooner); ``optimize=False`` skips the extra search for the
+    same reason.
     """
     clean = Image.new("RGB", image.size)  # a fresh image: nothing in .info to leak
     clean.paste(image)
     buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False)
+    clean.save(buffer, format="PNG", optimize=False, compress_level=1)
     return buffer.getvalue()
