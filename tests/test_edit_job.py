@@ -66,7 +66,7 @@ def test_brighter_whole_image_with_recipe_and_step(services: Services) -> None:
     assert recipe["commands"] == [{"command": "adjust", "paras": ["brightness", 0.3, []]}]
     assert recipe["backend"] == "classical" and recipe["job_id"] == job.id
     assert recipe["source_sha256"] == stored.sha256
-    assert set(recipe["timings"]) >= {"load_s", "mask_s", "op_s"}
+    assert not recipe.get("timings") and set(result["timings"]) >= {"load_s", "mask_s", "op_s"}
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), edited)
 
     steps = history_steps(services, history.history_id)

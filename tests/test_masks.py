@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -102,19 +103,32 @@ def test_dilate_erode_invert() -> None:
         dilate(mask, -1)
 
 
+def _distance_to(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each pixel to the nearest pixel of ``mask`` (0 on it): an oracle
+    independent of ``core.masks``' morphology."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
 def test_feather_is_zero_outside_the_band_one_inside_and_monotone() -> None:
     mask, px = _square(), 4
     alpha = feather(mask, px)
-    band = feather_band(mask, px)
+    outside, inside = _distance_to(mask), _distance_to(~mask)
     assert alpha.dtype == np.float32 and alpha.min() >= 0.0 and alpha.max() <= 1.0
-    assert (alpha[~band] == 0.0).all()
-    assert (alpha[erode(mask, 2 * px)] == 1.0).all()
+    assert (alpha[outside > px + 0.5] == 0.0).all(), "nothing beyond the feather radius (half a pixel of rounding)"
+    assert (alpha[inside > 2 * px + 0.5] == 1.0).all(), "fully opaque once the whole blur window is inside"
     soft = (alpha > 0) & (alpha < 1)
-    assert soft.any() and not (soft & ~band).any()
+    assert soft.any() and (outside[soft] <= px + 0.5).all() and (inside[soft] <= 2 * px + 0.5).all()
     row = alpha[30, :31]  # from the left border to the centre, across the edge
     assert (np.diff(row) >= 0).all() and row[0] == 0.0 and row[-1] == 1.0
     assert 0.3 < alpha[30, 15] < 0.7, "the ramp is centred on the edge"
     np.testing.assert_array_equal(feather(mask, 0), mask.astype(np.float32))
+
+
+def test_the_feather_band_is_the_mask_grown_by_its_radius() -> None:
+    mask = _square()
+    for px in (1, 3, 4, 9):
+        band, outside = feather_band(mask, px), _distance_to(mask)
+        assert band[outside <= px].all() and not band[outside > px + 0.5].any()
 
 
 def test_feather_of_the_whole_image_is_all_ones() -> None:
