@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Iterator
@@ -9,10 +10,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 
 from core.settings import Settings
-from db.engine import DatabaseConfigError
+from core.text import UnsafeText
+from db.blobs import StorageFull
+from db.engine import DatabaseConfigError, safe_url
 from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.services import Services
 
@@ -28,12 +31,45 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def database_unreachable(settings: Settings, exc: OperationalError | InterfaceError) -> click.ClickException:
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+def database_where(settings: Settings) -> str:
+    """The database as it may be shown: no user name, no password."""
+    return safe_url(settings.resolved_database_url).rpartition("@")[2]
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A write failed because a disk (ours or the database server's) is full."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return getattr(orig, "sqlstate", None) == "53100" or "database or disk is full" in str(orig)
+
+
+def database_unreachable(settings: Settings, exc: DatabaseError) -> click.ClickException:
+    """One sentence for a database error: disk full, not a database, or not reachable."""
+    where = database_where(settings)
+    if is_disk_full(exc):
+        return click.ClickException(f"The disk of the database {where} is full; free some space and try again.")
+    reason = (str(exc.orig).strip().splitlines() or [""])[0] if exc.orig else exc.__class__.__name__
+    reason = reason.rstrip(".") or exc.__class__.__name__
+    if settings.resolved_database_url.startswith("sqlite:") and "not a database" in reason:
+        return click.ClickException(f"The file of the database {where} is not a SQLite database ({reason}); "
+                                    "point CHATEDIT_DATABASE_URL at another file.")
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return click.ClickException(f"The database {where} refused the request: {reason}.")
+    if "timeout" in reason:
+        reason += f" after {settings.database_connect_timeout_seconds:g} s (CHATEDIT_DATABASE_CONNECT_TIMEOUT_SECONDS)"
     return click.ClickException(
-        f"Cannot use the database {settings.resolved_database_url.split('@')[-1]}: {reason}. "
+        f"Cannot use the database {where}: {reason}. "
         "Check CHATEDIT_DATABASE_URL and that the server is running."
     )
+
+
+def data_dir_unusable(settings: Settings, exc: OSError) -> click.ClickException:
+    if is_disk_full(exc):
+        return click.ClickException(f"The disk holding the data dir {settings.data_dir} is full; free some space "
+                                    "(or point CHATEDIT_DATA_DIR elsewhere).")
+    return click.ClickException(f"The data dir {settings.data_dir} (CHATEDIT_DATA_DIR) cannot be used: "
+                                f"{exc.strerror or exc}.")
 
 
 @contextmanager
@@ -44,6 +80,8 @@ def open_services(obj: dict[str, Any], *, need_schema: bool = True, pool_size: i
         services = Services.from_settings(settings, pool_size=pool_size)
     except DatabaseConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise data_dir_unusable(settings, exc) from None
     try:
         if need_schema:
             from db.migrate import current_revision, head_revision
@@ -53,9 +91,11 @@ def open_services(obj: dict[str, Any], *, need_schema: bool = True, pool_size: i
                 what = "no ChatEdit tables yet" if current is None else f"schema {current}, older than this version"
                 raise click.ClickException(f"The database has {what}; run `chatedit init` first.")
         yield services
-    except (OperationalError, InterfaceError) as exc:
+    except DatabaseError as exc:
         raise database_unreachable(settings, exc) from None
-    except (JobNotFound, InvalidJobRequest) as exc:
+    except DatabaseConfigError as exc:  # raised while connecting (e.g. SQLite refused WAL)
+        raise click.ClickException(str(exc)) from None
+    except (JobNotFound, InvalidJobRequest, UnsafeText, StorageFull) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         services.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -84,11 +84,13 @@ def plan(obj: dict[str, Any], request: str, planner_name: str | None, labels: st
               help="With --request: the planner (default CHATEDIT_PLANNER).")
 @click.option("--selection", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A mask PNG (white = selected), the size of IMAGE: the 'Selection' target.")
-@click.option("--segmenter", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="An ONNX segmenter for the labels (default CHATEDIT_SEGMENTER).")
+@click.option("--segmenter", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A segmenter for the labels: an ONNX file or a composite segmenter's folder (default: the one "
+                   "configured). It needs this command's own worker.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the edited PNG (its recipe is embedded under the text key 'chatedit').")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up waiting after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(0, 86_400), default=600.0, show_default=True,
+              help="Give up waiting after this many seconds.")
 @click.pass_obj
 def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_text: str | None,
          planner_name: str | None, selection: Path | None, segmenter: Path | None, output: Path,
@@ -97,7 +99,7 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
     from core.images import ImageRejected
     from core.masks import InvalidMask, mask_from_png
     from db.migrate import upgrade
-    from jobs.edits import EditRequest, InvalidEdit, parse_commands_text, submit_edit
+    from jobs.edits import EditRequest, InvalidEdit, lane_for, parse_commands_text, submit_edit
     from jobs.histories import start_history
     from jobs.images import store_upload
 
@@ -106,6 +108,9 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
     started = time.perf_counter()
     with open_services(obj, need_schema=False) as services:
         upgrade(services.database)
+        if segmenter is not None:
+            # A job names no file: this process's own worker gets the segmenter through its settings.
+            services.settings = services.settings.model_copy(update={"segmenter": segmenter})
         try:
             stored = store_upload(services, image.read_bytes())
         except ImageRejected as exc:
@@ -122,41 +127,49 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
             if commands_text is not None:
                 commands = parse_commands_text(commands_text)
             else:
-                commands = _plan_for_edit(services, stored.id, request_text or "", planner_name, segmenter,
+                commands = _plan_for_edit(services, stored.id, request_text or "", planner_name,
                                           has_selection=selection_key is not None)
+            if segmenter is not None and _lane_served(services, lane_for(commands, services.settings)):
+                raise click.ClickException(
+                    f"--segmenter needs this command's own worker, but a running worker serves the "
+                    f"{lane_for(commands, services.settings)} lane with its own segmenter; stop it, or set "
+                    "CHATEDIT_SEGMENTER for that worker instead.")
             history = start_history(services, stored.id, title=f"chatedit edit {image.name}")
             job_id = submit_edit(services, EditRequest(
                 image_id=stored.id, commands=commands, history_id=history.history_id,
                 parent_step_id=history.root_step_id, selection_key=selection_key,
-                segmenter=str(segmenter) if segmenter else None,
             ))
         except InvalidEdit as exc:
             raise click.ClickException(str(exc)) from None
         lane = services.queue.get(job_id).lane
-        with _worker_if_none(services, lane):
-            job = services.queue.wait(job_id, timeout_s=timeout)
+        job = _wait_served(services, job_id, lane, timeout_s=timeout)
         if not job.terminal:
             raise click.ClickException(f"Job {job_id} did not finish within {timeout:g} s; it stays queued "
                                        f"(see `chatedit jobs show {job_id}`).")
         if job.status.value != "succeeded":
             raise click.ClickException(f"Job {job_id} {job.status.value}: {job.error_message or 'no reason given'}")
-        outputs = {o.name: o for o in services.queue.outputs(job_id)}
+        # The job's own output, the image its step and result name, however often the job ran.
+        edited = services.queue.output(job_id, "image")
+        if edited is None:
+            raise click.ClickException(f"Job {job_id} succeeded but stored no image; nothing was written to {output}.")
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(services.blobs.get(outputs["image"].blob_key))
+        output.write_bytes(services.blobs.get(edited.blob_key))
         result = job.result or {}
     _print_edit_summary(job_id, output, result, job, time.perf_counter() - started)
 
 
-def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str | None, segmenter: Path | None,
+def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str | None,
                    *, has_selection: bool) -> list[dict[str, Any]]:
     """Commands from a request, planned against the labels this image really has."""
+    from core.segmentation.default_segmenter import segmenter_in_use
+
     labels: list[str] = [load_rules().selection_label] if has_selection else []
-    segmenter_path = segmenter or services.settings.segmenter
+    segmenter_path = segmenter_in_use(services.settings)
     if segmenter_path is not None:
         from jobs.segmentation import segment_image
 
         try:
-            labels.extend(segment_image(services, image_id, Path(segmenter_path)).present)
+            labels.extend(segment_image(services, image_id, segmenter_path).present)
         except (ValueError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
     result = _run_planner(services, request, labels, planner_name)
@@ -167,15 +180,25 @@ def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str
     return result.wire()
 
 
+def _alive_window_s(settings: Any) -> float:
+    """How recent a worker's heartbeat must be for it to count as alive.
+
+    A worker renews at least every third of the lease, so one silent for the whole lease
+    is dead (its jobs are reaped then too), whatever the heartbeat setting says.
+    """
+    return min(settings.job_lease_seconds, 3 * settings.worker_heartbeat_seconds)
+
+
+def _lane_served(services: Any, lane: str) -> bool:
+    alive = services.queue.workers(alive_within_s=_alive_window_s(services.settings))
+    return any(lane in w.lanes for w in alive)
+
+
 @contextmanager
-def _worker_if_none(services: Any, lane: str) -> Iterator[None]:
-    """Run an in-process worker for ``lane`` unless a live worker already serves it."""
+def _quiet_worker(services: Any, lane: str) -> Iterator[None]:
+    """An in-process worker for ``lane`` while the block runs."""
     from jobs.worker import Worker
 
-    alive = services.queue.workers(alive_within_s=3 * services.settings.worker_heartbeat_seconds)
-    if any(lane in w.lanes for w in alive):
-        yield
-        return
     worker_log = logging.getLogger("chatedit.worker")
     level = worker_log.level
     worker_log.setLevel(logging.WARNING)  # its per-job line would repeat what this command prints
@@ -186,6 +209,36 @@ def _worker_if_none(services: Any, lane: str) -> Iterator[None]:
     finally:
         worker.shutdown()
         worker_log.setLevel(level)
+
+
+@contextmanager
+def _worker_if_none(services: Any, lane: str) -> Iterator[None]:
+    """Run an in-process worker for ``lane`` unless a live worker already serves it."""
+    if _lane_served(services, lane):
+        yield
+        return
+    with _quiet_worker(services, lane):
+        yield
+
+
+def _wait_served(services: Any, job_id: int, lane: str, *, timeout_s: float | None) -> Any:
+    """Wait for the job to end, starting a worker in this process as soon as no live worker serves its lane.
+
+    Checked again while waiting: a worker that was alive when the job was queued may die
+    before it gets to the job, and then this command runs the job rather than wait for nobody.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    check_s = max(0.2, min(services.settings.worker_heartbeat_seconds, services.settings.job_lease_seconds / 3))
+    with ExitStack() as own_worker:
+        started = False
+        while True:
+            if not started and not _lane_served(services, lane):
+                own_worker.enter_context(_quiet_worker(services, lane))
+                started = True
+            step = check_s if deadline is None else max(0.0, min(check_s, deadline - time.monotonic()))
+            job = services.queue.wait(job_id, timeout_s=step)
+            if job.terminal or (deadline is not None and time.monotonic() >= deadline):
+                return job
 
 
 def _print_edit_summary(job_id: int, output: Path, result: dict[str, Any], job: Any, total_s: float) -> None:
@@ -208,21 +261,42 @@ def eval_group() -> None:
 @eval_group.command("planner")
 @click.option("--planner", "planner_name", type=click.Choice((*PLANNER_CHOICES, "reference")), default="rules",
               show_default=True, help="'reference' scores the dataset's own outputs against the contract.")
-@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="A thesis-format dataset (LLaMA-Factory alpaca JSON, labels in the history).")
+@click.option("--dataset", required=True,
+              help="A registered dataset's name (seed, or one in CHATEDIT_EVAL_DATASETS): run as a batch job; "
+                   "or a local thesis-format JSON file (LLaMA-Factory alpaca, labels in the history): run here.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
-def eval_planner(obj: dict[str, Any], planner_name: str, dataset: Path, limit: int | None, as_json: bool) -> None:
-    """Validity rate, target-set F1 and command-type accuracy of a planner on a dataset (runs as a batch job)."""
-    from db.migrate import upgrade
+def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: int | None, as_json: bool) -> None:
+    """Validity rate, target-set F1 and command-type accuracy of a planner on a dataset.
 
+    A registered dataset runs as a batch job (a job names a dataset; each worker reads its
+    own registered file). A local file is read by this command and evaluated here: it was
+    never the worker's to open.
+    """
+    from db.migrate import upgrade
+    from jobs.errors import PermanentError
+    from jobs.handlers.eval_planner import evaluate_planner, registered_datasets
+
+    settings = obj["settings"]
+    registered = registered_datasets(settings)
+    if dataset not in registered:
+        path = Path(dataset)
+        if not path.is_file():
+            names = ", ".join(sorted(registered)) or "none"
+            raise click.BadParameter(f"{dataset!r} is neither a registered dataset ({names}) nor a file",
+                                     param_hint="--dataset")
+        try:
+            report = evaluate_planner(planner_name, path, settings=settings, limit=limit)
+        except PermanentError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else _format_report(report))
+        return
     with open_services(obj, need_schema=False) as services:
         upgrade(services.database)
-        payload = {"planner": planner_name, "dataset": str(dataset.resolve()), "limit": limit}
+        payload = {"planner": planner_name, "dataset": dataset, **({"limit": limit} if limit else {})}
         job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1)
-        with _worker_if_none(services, "batch"):
-            job = services.queue.wait(job_id)
+        job = _wait_served(services, job_id, "batch", timeout_s=None)
         if job.status.value != "succeeded":
             raise click.ClickException(f"Evaluation job {job_id} {job.status.value}: {job.error_message}")
         report = job.result or {}

@@ -8,18 +8,23 @@ here, never from ``os.environ`` directly.
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 CONFIG_ENV = "CHATEDIT_CONFIG"
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_CONFIG_FILE = "chatedit.toml"
 LANES = ("interactive", "gpu", "batch")
 
@@ -29,38 +34,79 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHATEDIT_", extra="ignore", validate_default=True)
+    # allow_inf_nan=False: "inf" or "nan" in a float setting is refused, never a worker that waits forever.
+    model_config = SettingsConfigDict(env_prefix="CHATEDIT_", extra="ignore", validate_default=True,
+                                      allow_inf_nan=False)
 
     data_dir: Path = Field(Path("data"), description="Where the SQLite file, blobs and models live.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default a SQLite file in the data dir. PostgreSQL: postgresql+psycopg://..."
     )
     blob_store: Literal["fs", "db"] = Field("fs", description="Image bytes on disk (fs) or in the database (db).")
+    database_connect_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="PostgreSQL: give up connecting after this long (a server that never answers)."
+    )
+    database_statement_timeout_seconds: float = Field(
+        300.0, ge=0, le=86_400,
+        description="PostgreSQL: the server cancels a statement running longer than this (0: never).",
+    )
 
     # Queue and worker.
-    job_lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; a silent worker loses it after this.")
-    worker_heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker renews its leases.")
-    worker_poll_seconds: float = Field(1.0, gt=0, description="Longest idle wait before a worker looks for jobs again.")
-    worker_shutdown_grace_seconds: float = Field(30.0, ge=0, description="On SIGTERM, how long running jobs may finish.")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A running job's lease; a silent worker loses it after this."
+    )
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=600, description="How often a worker renews its leases (less than the lease)."
+    )
+    worker_poll_seconds: float = Field(
+        1.0, gt=0, le=600, description="Longest idle wait before a worker looks for jobs again."
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        30.0, ge=0, le=86_400, description="On SIGTERM, how long running jobs may finish."
+    )
     worker_batch_window_seconds: float = Field(
         0.02, ge=0, le=1.0,
         description="A slot claims as many jobs as it expects to finish in this time (short jobs only; 0: one at a time).",
     )
-    job_max_attempts: int = Field(3, ge=1, description="Attempts per job before it fails for good.")
-    retry_base_delay_seconds: float = Field(2.0, ge=0, description="First retry delay; doubles each attempt.")
-    retry_max_delay_seconds: float = Field(300.0, ge=0, description="Longest retry delay.")
-    sqlite_busy_timeout_ms: int = Field(15_000, ge=0, description="How long SQLite writers wait for the lock.")
+    job_max_attempts: int = Field(3, ge=1, le=100, description="Attempts per job before it fails for good.")
+    retry_base_delay_seconds: float = Field(
+        2.0, ge=0, le=86_400, description="First retry delay; doubles each attempt."
+    )
+    retry_max_delay_seconds: float = Field(300.0, ge=0, le=86_400, description="Longest retry delay.")
+    sqlite_busy_timeout_ms: int = Field(
+        15_000, ge=0, le=3_600_000, description="How long SQLite writers wait for the lock."
+    )
 
     # Uploads (core.images reads these as its caps).
-    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest upload accepted, checked before decoding.")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image accepted, in pixels (decompression-bomb guard).")
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, le=2**31, description="Largest upload accepted, checked before decoding."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, le=1_000_000_000, description="Largest image accepted, in pixels (decompression-bomb guard)."
+    )
+    max_image_side: int = Field(
+        12_000, ge=1, le=1_000_000,
+        description="Longest side of an image accepted, in pixels, checked before decoding (edge work grows with it).",
+    )
+    max_aspect_ratio: float = Field(
+        20.0, ge=1.0, description="Most an image's longest side may exceed its shortest, as a ratio (20: 20 to 1)."
+    )
+    max_job_memory_mb: int = Field(
+        4096, ge=1,
+        description="Most memory one edit may need, estimated from its image size and commands before it is queued or run.",
+    )
 
     # Backends (each has an offline default).
     planner: Literal["rules", "openai", "local"] = Field(
         "rules", description="Planner that turns requests into commands: rules (offline, bilingual), openai, local."
     )
     segmenter: Path | None = Field(
-        None, description="ONNX segmentation model (made by `chatedit models export-segmenter`); none: select by click and brush."
+        None, description="Segmenter: an ONNX file made by `chatedit models export-segmenter`, or a composite segmenter's "
+                          "folder; none: the embedded default in DATA_DIR/models/chatedit-parts when installed."
+    )
+    auto_install_segmenter: bool = Field(
+        True, description="`chatedit serve` installs the embedded default segmenter (MediaPipe's models from PyPI, "
+                          "converted to ONNX) when no segmenter is set and it is missing."
     )
 
     # LLM planners (issue 7): any OpenAI-compatible server, or a local transformers model.
@@ -70,8 +116,8 @@ class Settings(BaseSettings):
     openai_structured_output: Literal["auto", "json_schema", "prompt"] = Field(
         "auto", description="Structured output with a strict JSON Schema, or the prompt + extraction path (auto: detect)."
     )
-    openai_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one API request.")
-    openai_max_retries: int = Field(3, ge=0, description="Retries with backoff on 429 and 5xx.")
+    openai_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Timeout of one API request.")
+    openai_max_retries: int = Field(3, ge=0, le=20, description="Retries with backoff on 429 and 5xx.")
     vision_model: str | None = Field(None, description="Vision-capable chat model for Advice; none: Advice is off.")
     local_llm: str | None = Field(None, description="Local planner model: an HF id or a local directory.")
     local_llm_adapter: str | None = Field(None, description="Optional peft LoRA adapter for the local planner (the fine-tuned planner).")
@@ -86,6 +132,12 @@ class Settings(BaseSettings):
     face_analysis_dir: Path | None = Field(None, description="insightface model folder (e.g. buffalo_l) for swap_face.")
     face_swap_model: Path | None = Field(None, description="inswapper ONNX file for swap_face.")
     openai_image_model: str | None = Field(None, description="Image-edit fallback model (e.g. gpt-image-1, dall-e-2); none: no fallback.")
+
+    # Evaluation: job payloads name a dataset, the worker resolves the name here (a payload never names a file).
+    eval_datasets: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Datasets an eval_planner job may name, as JSON {"name": "file.json"} ("seed" is built in).',
+    )
 
     # Serving.
     host: str = Field("127.0.0.1", description="Address `chatedit serve` binds.")
@@ -103,7 +155,39 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg:" + value[len("postgres:"):]
         elif value.startswith("postgresql:"):
             value = "postgresql+psycopg:" + value[len("postgresql:"):]
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            # Not the parser's message: it may quote the URL, password and all.
+            raise ValueError("is not a URL this program can read (check the host, the port and any brackets)") from None
+        if port == 0:
+            raise ValueError("port 0 is not a port a server listens on")
+        if value.startswith("sqlite:") and parts.path in ("", "/"):
+            raise ValueError("a SQLite URL names a file: sqlite:///PATH")
         return value
+
+    @field_validator("eval_datasets")
+    @classmethod
+    def _dataset_names(cls, value: dict[str, Path]) -> dict[str, Path]:
+        bad = [name for name in value if not _DATASET_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"dataset names are 1 to 64 letters, digits, '.', '_' or '-', not {bad[0]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.worker_heartbeat_seconds >= self.job_lease_seconds:
+            raise ValueError(
+                f"CHATEDIT_WORKER_HEARTBEAT_SECONDS ({self.worker_heartbeat_seconds:g}) must be less than "
+                f"CHATEDIT_JOB_LEASE_SECONDS ({self.job_lease_seconds:g}), or leases run out between heartbeats"
+            )
+        if self.retry_max_delay_seconds < self.retry_base_delay_seconds:
+            raise ValueError(
+                f"CHATEDIT_RETRY_MAX_DELAY_SECONDS ({self.retry_max_delay_seconds:g}) must be at least "
+                f"CHATEDIT_RETRY_BASE_DELAY_SECONDS ({self.retry_base_delay_seconds:g})"
+            )
+        return self
 
     @field_validator("segmenter", "lora_dir", "face_analysis_dir", "face_swap_model", mode="before")
     @classmethod
@@ -135,7 +219,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
         if CONFIG_ENV in os.environ and not toml_file.is_file():
-            raise SettingsError(f"{CONFIG_ENV} names {toml_file}, which does not exist.")
+            what = "is not a file" if toml_file.exists() else "does not exist"
+            raise SettingsError(f"{CONFIG_ENV} names {toml_file}, which {what}.")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
 
 
@@ -146,15 +231,33 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"CHATEDIT_{name.upper()}: {err['msg']}")
+            if err["loc"]:
+                message = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"CHATEDIT_{str(err['loc'][0]).upper()}: {message}")
+            else:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
         raise SettingsError("Invalid configuration: " + "; ".join(problems) + ".") from None
+    except SourceError as exc:
+        # pydantic-settings could not decode a value (e.g. CHATEDIT_EVAL_DATASETS that is not JSON).
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"CHATEDIT_{field.group(1).upper()}" if field else "a setting"
+        raise SettingsError(f"Invalid configuration: {name} cannot be read: give it as JSON.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"The configuration file {_config_file()} is not valid TOML ({exc}).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"The configuration file {_config_file()} cannot be read ({reason}).") from None
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
     """(environment variable, default, description) for every setting: the README table and `--help`."""
     rows = []
     for name, field in Settings.model_fields.items():
-        default = "" if field.default is None else str(field.default)
+        value = field.get_default(call_default_factory=True)
+        default = "" if value is None or value == {} else str(value)
         rows.append((f"CHATEDIT_{name.upper()}", default, field.description or ""))
     return rows

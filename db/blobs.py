@@ -9,6 +9,7 @@ another machine needs no shared disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -43,6 +44,18 @@ class InvalidBlobKey(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(f"{key!r} is not a blob key (64 lowercase hex digits)")
         self.key = key
+
+
+class StorageFull(OSError):
+    """The disk holding the blobs is full (or over quota): said as such, not as a failed write."""
+
+    def __init__(self, root: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, f"The disk holding the blob store {root} is full; free some space "
+                                      "(or move CHATEDIT_DATA_DIR to a larger disk).")
+        self.root = root
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def blob_key(data: bytes) -> str:
@@ -82,8 +95,12 @@ class FsBlobStore:
         final = self.path_for(key)
         if final.exists():
             return key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=key[:16] + ".", suffix=".part")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=key[:16] + ".", suffix=".part")
+        except OSError as exc:
+            self._raise_if_full(exc)
+            raise
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -91,10 +108,16 @@ class FsBlobStore:
                 os.fsync(f.fileno())
             # Atomic on POSIX: readers see no file or the whole file, never a part.
             os.replace(tmp_name, final)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp_name).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                self._raise_if_full(exc)
             raise
         return key
+
+    def _raise_if_full(self, exc: OSError) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(self.root, exc) from exc
 
     def get(self, key: str) -> bytes:
         try:

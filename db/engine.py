@@ -7,6 +7,7 @@ queue on the lock up front instead of failing halfway with "database is locked".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,21 @@ _BEGIN_OPTION = "chatedit_sqlite_begin"
 
 
 class DatabaseConfigError(RuntimeError):
-    """The database URL or the database itself cannot be used as configured."""
+    """The database URL or the database itself cannot be used as configured (the message never shows a password)."""
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"{reason} (database: {url})")
+        super().__init__(f"{reason} (database: {safe_url(url)}).")
         self.url = url
         self.reason = reason
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: without its password, and never an exception for a malformed one."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else "(an unreadable URL)"
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:
@@ -67,20 +77,38 @@ def make_engine(
     pool_size: int = 5,
     echo: bool = False,
     synchronous_commit: bool = True,
+    connect_timeout_s: float = 10.0,
+    statement_timeout_s: float = 300.0,
 ) -> Engine:
     """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``.
 
     ``synchronous_commit=False`` (PostgreSQL) makes commits return before the WAL is
     flushed: a server crash may lose the last moments of such transactions, never
     corrupt anything. Only for writes whose loss is harmless (see ``Database.write``).
+    On PostgreSQL a connection attempt gives up after ``connect_timeout_s`` (a server
+    that accepts and never answers would hang every command) and the server cancels a
+    statement after ``statement_timeout_s`` (0: never).
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise DatabaseConfigError(url, "The database URL cannot be read; check CHATEDIT_DATABASE_URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_file(parsed)
         if path is None:
-            raise DatabaseConfigError(url, "An in-memory SQLite database cannot be shared by the app and its workers")
-        path.parent.mkdir(parents=True, exist_ok=True)
+            raise DatabaseConfigError(url, "An in-memory SQLite database cannot be shared by the app and its workers; "
+                                           "point CHATEDIT_DATABASE_URL at a file")
+        if path.is_dir():
+            raise DatabaseConfigError(url, f"The SQLite database {path} is a folder; "
+                                           "point CHATEDIT_DATABASE_URL at a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseConfigError(
+                url, f"The folder of the SQLite database, {path.parent}, cannot be created ({exc.strerror or exc}); "
+                     "check CHATEDIT_DATABASE_URL"
+            ) from None
         engine = sa.create_engine(
             parsed,
             echo=echo,
@@ -93,24 +121,35 @@ def make_engine(
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        connect_args = {} if synchronous_commit else {"options": "-c synchronous_commit=off"}
+        options = [] if synchronous_commit else ["-c synchronous_commit=off"]
+        if statement_timeout_s > 0:
+            options.append(f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}")
+        # libpq counts whole seconds (and at least 2); psycopg applies it to the whole connection attempt.
+        connect_args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(connect_timeout_s))}
+        if options:
+            connect_args["options"] = " ".join(options)
         # No pool_pre_ping: with psycopg it costs three round trips per checkout, more than a
         # queue claim itself. A dropped connection fails one statement, SQLAlchemy then
         # invalidates the pool, and callers retry (the worker does); recycling bounds staleness.
         return sa.create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
                                 connect_args=connect_args)
-    raise DatabaseConfigError(url, f"Unsupported database {backend!r}; use sqlite:///PATH or postgresql+psycopg://...")
+    raise DatabaseConfigError(url, f"Unsupported database {backend!r} in CHATEDIT_DATABASE_URL; "
+                                   "use sqlite:///PATH or postgresql+psycopg://...")
 
 
 class Database:
     """One database: its engine, plus read and write transactions that do the right thing per dialect."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 5, echo: bool = False,
+                 connect_timeout_s: float = 10.0, statement_timeout_s: float = 300.0) -> None:
         self.url = url
-        self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, echo=echo)
+        self._engine_args: dict[str, Any] = {
+            "busy_timeout_ms": busy_timeout_ms, "pool_size": pool_size, "echo": echo,
+            "connect_timeout_s": connect_timeout_s, "statement_timeout_s": statement_timeout_s,
+        }
+        self.engine = make_engine(url, **self._engine_args)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-        self._engine_args = dict(busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, echo=echo)
         self._relaxed_writer: Engine | None = None
 
     @property
@@ -184,5 +223,10 @@ class Database:
         if self._relaxed_writer is not None:
             self._relaxed_writer.dispose()
 
+    @property
+    def connect_timeout_s(self) -> float:
+        """How long a connection attempt may take (a worker's LISTEN connection uses it too)."""
+        return float(self._engine_args["connect_timeout_s"])
+
     def __repr__(self) -> str:
-        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Database({safe_url(self.url)!r})"

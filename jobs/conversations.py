@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from core.text import clean_json, clean_text
 from db.models import CHAT_ROLES, LOCAL_USER_ID, ChatMessage, History
 from jobs.histories import HistoryNotFound
 from jobs.services import Services
@@ -37,8 +38,11 @@ class MessageRecord:
 
 def add_message(services: Services, history_id: int, role: str, content: str, *,
                 commands: list[dict[str, Any]] | None = None, author_id: int | None = LOCAL_USER_ID) -> MessageRecord:
+    """Keep one chat message; its text is cleaned first (a NUL or a lone surrogate cannot be stored, so it goes)."""
     if role not in CHAT_ROLES:
         raise ValueError(f"A chat message's role is one of {', '.join(CHAT_ROLES)}, not {role!r}.")
+    content = clean_text(content)
+    commands = None if commands is None else clean_json(commands)
     with services.database.write_session() as session:
         if session.get(History, history_id) is None:
             raise HistoryNotFound(history_id)
@@ -80,6 +84,7 @@ def resolve_pending_plan(services: Services, history_id: int, job_id: int, conte
         marker = next((r for r in rows if _pending_job(r) == job_id), None)
         if marker is None:
             return None
+        content, commands = clean_text(content), clean_json(commands)
         changed = session.execute(
             update(ChatMessage)
             .where(col(ChatMessage.id) == marker.id, col(ChatMessage.role) == "system")

@@ -17,6 +17,7 @@ from core.planners import (
     PlanResult,
     make_planner,
 )
+from core.text import clean_json, clean_text
 from db.models import LOCAL_USER_ID
 from jobs.services import Services
 
@@ -43,6 +44,7 @@ def plan_request(
     ``model`` replaces the settings' model for a planner that takes one (the person's "planner_model").
     """
     name = planner or services.settings.planner
+    request = clean_text(request)  # what the chat stores too: a NUL or a lone surrogate cannot travel further
     if name not in IN_WORKER:
         try:
             return make_planner(name, services.settings, model=model).plan(request, labels=list(labels),
@@ -62,6 +64,6 @@ def plan_request(
 def submit_plan(services: Services, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = (),
                 planner: str | None = None, user_id: int = LOCAL_USER_ID) -> int:
     """Queue a `plan` job on the interactive lane (for callers that poll it themselves)."""
-    payload = {"request": request, "labels": list(labels), "conversation": [asdict(t) for t in conversation],
-               "planner": planner or services.settings.planner}
+    payload = clean_json({"request": request, "labels": list(labels), "conversation": [asdict(t) for t in conversation],
+                          "planner": planner or services.settings.planner})
     return services.queue.enqueue(PLAN_KIND, payload, lane="interactive", priority=10, owner_id=user_id)

@@ -27,13 +27,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from core.text import UnsafeText, check_json, clean_text
 from db.engine import Database
 from db.models import JOB_LANES, LOCAL_USER_ID, Job, JobOutput, WorkerRecord
 from db.types import UTCDateTime, utcnow
 from jobs.errors import InvalidJobRequest, JobNotFound, PermanentError, RetryableError
+from jobs.registry import check_payload
 
 NOTIFY_CHANNEL = "chatedit_jobs"
 CANCEL_PREFIX = "cancel:"
+#: Job priorities people and pages may use (the column holds far more; nothing needs it).
+PRIORITY_RANGE = (-1000, 1000)
+MAX_ATTEMPTS_LIMIT = 1000
+_INT32_MAX = 2**31 - 1
 
 jobs_t: sa.Table = Job.__table__  # type: ignore[assignment]
 outputs_t: sa.Table = JobOutput.__table__  # type: ignore[assignment]
@@ -118,7 +124,9 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         tb = "".join(traceback.format_exception(exc))
-        return cls(type=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=tb)
+        # An exception's text may quote its input, NUL bytes and all; the row must still be writable.
+        return cls(type=type(exc).__name__, message=clean_text(str(exc)) or type(exc).__name__,
+                   traceback=clean_text(tb))
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,9 @@ class RetryPolicy:
     factor: float = 2.0
     max_delay_s: float = 300.0
     jitter: float = 0.25
-    retry_on: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError)
+    #: ``OperationalError``: the database went away (a server restart, a dropped connection) or was busy.
+    retry_on: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError,
+                                                 sa.exc.OperationalError)
     never_retry: tuple[type[BaseException], ...] = (PermanentError,)
 
     def is_retryable(self, exc: BaseException) -> bool:
@@ -263,13 +273,24 @@ class JobQueue:
         """The row for a valid spec, all but its fair rank (``InvalidJobRequest`` for an invalid one)."""
         if spec.lane not in JOB_LANES:
             raise InvalidJobRequest(f"Unknown lane {spec.lane!r}; use one of {', '.join(JOB_LANES)}.", lane=spec.lane)
-        if not spec.kind or len(spec.kind) > 64:
-            raise InvalidJobRequest("A job kind is a name of 1 to 64 characters.", kind=spec.kind)
+        if not isinstance(spec.kind, str) or not spec.kind or len(spec.kind) > 64 or not spec.kind.isprintable():
+            raise InvalidJobRequest("A job kind is a name of 1 to 64 printable characters.", kind=spec.kind)
         attempts = self.default_max_attempts if spec.max_attempts is None else spec.max_attempts
-        if attempts < 1:
-            raise InvalidJobRequest("max_attempts must be at least 1.", max_attempts=attempts)
+        if not _is_int(attempts) or not 1 <= attempts <= MAX_ATTEMPTS_LIMIT:
+            raise InvalidJobRequest(f"max_attempts is a whole number from 1 to {MAX_ATTEMPTS_LIMIT}.",
+                                    max_attempts=attempts)
+        low, high = PRIORITY_RANGE
+        if not _is_int(spec.priority) or not low <= spec.priority <= high:
+            raise InvalidJobRequest(f"A job priority is a whole number from {low} to {high}.", priority=spec.priority)
+        if not _is_int(spec.owner_id) or not 0 < spec.owner_id <= _INT32_MAX:
+            raise InvalidJobRequest("A job's owner is a user id.", owner_id=spec.owner_id)
+        payload = check_payload(spec.kind, spec.payload)
+        try:
+            check_json(payload, f"the {spec.kind} job's payload")
+        except UnsafeText as exc:
+            raise InvalidJobRequest(str(exc), kind=spec.kind) from None
         return dict(
-            kind=spec.kind, lane=spec.lane, payload=spec.payload, priority=int(spec.priority),
+            kind=spec.kind, lane=spec.lane, payload=payload, priority=int(spec.priority),
             owner_id=spec.owner_id, status=JobStatus.QUEUED.value, attempts=0, max_attempts=attempts,
             run_after=spec.run_after or now, cancel_requested=False, progress=0.0,
             created_at=now, updated_at=now, retry_of=retry_of,
@@ -604,6 +625,16 @@ class JobQueue:
         with self.database.write() as conn:
             return conn.execute(stmt).first() is not None
 
+    def output(self, job_id: int, name: str) -> JobOutputRecord | None:
+        """The job's output ``name``, as its first attempt to write it recorded it (None: not written yet)."""
+        oc = outputs_t.c
+        with self.database.read() as conn:
+            row = conn.execute(
+                sa.select(oc.job_id, oc.name, oc.blob_key, oc.byte_size, oc.created_at)
+                .where((oc.job_id == job_id) & (oc.name == name))
+            ).first()
+        return None if row is None else JobOutputRecord(**row._mapping)
+
     def outputs(self, job_id: int) -> list[JobOutputRecord]:
         oc = outputs_t.c
         with self.database.read() as conn:
@@ -655,6 +686,10 @@ class JobQueue:
             conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, payload)))
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _status(status: JobStatus) -> sa.ColumnElement[str]:
     """A status as an SQL literal, not a bound parameter: the planners of both databases
     use a partial index (``WHERE status = 'queued'``) only when they can see the value."""
@@ -664,6 +699,10 @@ def _status(status: JobStatus) -> sa.ColumnElement[str]:
 def _in_claim_order(jobs: Iterable[JobRecord]) -> list[JobRecord]:
     """UPDATE ... RETURNING gives rows in no particular order; the claim order is priority, fair rank, age."""
     return sorted(jobs, key=lambda job: (-job.priority, job.fair_rank, job.id))
+
+
+#: A success clears what an earlier attempt left (a lease that ran out, a retried error): a succeeded job shows none.
+_NO_ERROR = {"error_type": None, "error_message": None, "error_traceback": None}
 
 
 class _Statements:
@@ -745,7 +784,7 @@ class _Statements:
             .where(running_by)
             .values(
                 status=JobStatus.SUCCEEDED.value, result=p("p_result", type_=jobs_t.c.result.type), progress=1.0,
-                finished_at=now, updated_at=now, lease_expires_at=None,
+                finished_at=now, updated_at=now, lease_expires_at=None, **_NO_ERROR,
             )
             .returning(c.id)
         )
@@ -758,7 +797,7 @@ class _Statements:
                        & (c.status == _status(JobStatus.RUNNING)) & (c.lease_owner == p("p_worker")))
                 .values(
                     status=JobStatus.SUCCEEDED.value, result=results[sa.cast(c.id, sa.Text)], progress=1.0,
-                    finished_at=now, updated_at=now, lease_expires_at=None,
+                    finished_at=now, updated_at=now, lease_expires_at=None, **_NO_ERROR,
                 )
                 .returning(c.id)
             )

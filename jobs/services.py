@@ -21,7 +21,9 @@ class Services:
     def from_settings(cls, settings: Settings, *, pool_size: int = 5) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(
-            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=pool_size
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=pool_size,
+            connect_timeout_s=settings.database_connect_timeout_seconds,
+            statement_timeout_s=settings.database_statement_timeout_seconds,
         )
         policy = RetryPolicy(base_delay_s=settings.retry_base_delay_seconds, max_delay_s=settings.retry_max_delay_seconds)
         queue = JobQueue(database, policy=policy, default_max_attempts=settings.job_max_attempts)

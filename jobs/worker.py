@@ -15,11 +15,19 @@ finished and hands the rest of its batch back before it starts, so nothing waits
 SIGTERM/SIGINT: stop claiming, hand back claimed jobs not yet started, let running jobs
 finish for the grace period, then ask them to stop and hand them back to the queue; a
 second signal hands them back at once.
+
+Each kind has a maximum run time (:meth:`jobs.registry.HandlerRegistry.max_run_s`). A
+job past it is failed for good and its handler told to stop (as if its lease were lost);
+a handler that still runs a lease later is stuck where Python cannot interrupt it, so the
+worker stops claiming, finishes what it can and exits with :data:`EXIT_REPLACE_ME`: a
+fresh process (``chatedit serve`` restarts it, as would systemd) serves the lanes again,
+instead of a worker that heartbeats with a slot that never frees.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -39,6 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from core.settings import LANES
+from core.text import check_json
 from jobs.context import JobContext, StopSignals
 from jobs.errors import InvalidJobRequest, JobCancelled, LeaseLost, WorkerStopping
 from jobs.queue import CANCEL_PREFIX, NOTIFY_CHANNEL, ErrorInfo, JobRecord, JobStatus
@@ -52,6 +61,8 @@ _SQLITE_WATCH_INTERVAL_S = 0.005
 MAX_BATCH = 32
 #: Weight of the latest run time in the running mean that sizes batches (a slow job counts at once).
 _RUN_TIME_WEIGHT = 0.2
+#: The exit code of a worker that stopped because a handler would not stop: restart it.
+EXIT_REPLACE_ME = 3
 
 
 def _running_mean(mean: float | None, sample: float) -> float:
@@ -152,6 +163,10 @@ class Worker:
         self._kind_mean_s: dict[str, float] = {}
         #: Jobs this worker holds a lease on: claimed (perhaps not started), running, or finished but not settled.
         self._running: dict[int, StopSignals] = {}
+        #: Jobs whose handler runs now: when it started (monotonic), the job and its signals.
+        self._started: dict[int, tuple[float, JobRecord, StopSignals]] = {}
+        #: Set when a handler ignored the stop past its limit: this process must be replaced.
+        self.stuck = threading.Event()
         self._slots: list[_Slot] = []
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -170,6 +185,8 @@ class Worker:
                 self._stop.wait(0.5)
         finally:
             clean = self.shutdown()
+        if self.stuck.is_set():
+            return EXIT_REPLACE_ME
         return 0 if clean else 1
 
     def start(self) -> None:
@@ -349,6 +366,8 @@ class Worker:
             signals = self._running[job.id]  # registered when it was claimed
         ctx = JobContext(job, self.services, self.id, signals)
         started = time.perf_counter()
+        with self._running_lock:
+            self._started[job.id] = (time.monotonic(), job, signals)
         outcome: str | None
         try:
             outcome, result = self._execute(job, ctx)
@@ -357,6 +376,8 @@ class Worker:
             outcome = f"unsettled ({exc.__class__.__name__}; the lease will expire and it runs again)"
         finally:
             self.jobs_done += 1
+            with self._running_lock:
+                self._started.pop(job.id, None)
         ended = time.perf_counter()
         run_s = ended - started
         self._mean_run_s = _running_mean(self._mean_run_s, run_s)
@@ -380,6 +401,10 @@ class Worker:
             handler = self.registry.resolve(job.kind)
             ctx.check()
             result = handler(ctx)
+            if result is not None and not isinstance(result, dict):
+                result = {"value": result}
+            # A result the database cannot store (a NUL, NaN) fails its job here, not the batch's settle.
+            check_json(result, f"the {job.kind} job's result")
         except JobCancelled:
             return ("cancelled" if self.queue.mark_cancelled(job.id, self.id) else "cancelled (already settled)"), None
         except WorkerStopping:
@@ -394,8 +419,6 @@ class Worker:
             if status is None:
                 return f"failed ({type(exc).__name__}); lease already lost", None
             return f"{status.value} ({type(exc).__name__}: {exc})", None
-        if result is not None and not isinstance(result, dict):
-            result = {"value": result}
         return None, result
 
     # ------------------------------------------------------------------ heartbeat, reaper, waker
@@ -428,11 +451,35 @@ class Worker:
             elif state.cancel_requested:
                 signals.cancel.set()
         self.queue.worker_heartbeat(self.id, list(running))
+        self._stop_overtime()
         report = self.queue.reap_expired()
         if report.total:
             log.warning("reaped jobs of silent workers: %d re-queued, %d failed, %d cancelled",
                         report.requeued, report.failed, report.cancelled)
             self._wakeup.notify()
+
+    def _stop_overtime(self) -> None:
+        """Fail jobs past their kind's maximum run time; ask for a new process if one ignores that for a lease."""
+        now = time.monotonic()
+        with self._running_lock:
+            started = list(self._started.values())
+        for since, job, signals in started:
+            limit = self.registry.max_run_s(job.kind)
+            over_s = now - since - limit
+            if over_s < 0:
+                continue
+            if not signals.lost.is_set():
+                message = (f"The {job.kind} job ran longer than its limit of {limit:g} s and was stopped; "
+                           "it is not retried.")
+                status = self.queue.fail(job, self.id, ErrorInfo("JobTimedOut", message), retryable=False)
+                signals.lost.set()  # the job is no longer this worker's to settle
+                log.warning("job %d %s ran past its %g s limit: %s", job.id, job.kind, limit,
+                            "failed" if status is not None else "already settled")
+            elif over_s > self.lease_s and not self.stuck.is_set():
+                log.error("job %d %s ignored its stop for %.0f s; this worker stops claiming and exits with code %d "
+                          "so that a fresh process replaces it", job.id, job.kind, over_s, EXIT_REPLACE_ME)
+                self.stuck.set()
+                self.request_stop()
 
     def _watch_database(self) -> None:
         database = self.services.database
@@ -449,7 +496,8 @@ class Worker:
         import psycopg  # only on PostgreSQL deployments
 
         url = make_url(self.services.database.url).set(drivername="postgresql")
-        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
+                             connect_timeout=max(2, math.ceil(self.services.database.connect_timeout_s))) as conn:
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.5):

@@ -40,12 +40,12 @@ def _add_bob(services: Services) -> None:
 
 
 def test_a_job_runs_from_queued_to_succeeded_with_its_result(queue: JobQueue) -> None:
-    job_id = queue.enqueue("noop", {"x": 1})
+    job_id = queue.enqueue("noop", {"echo": 1})
     assert queue.get(job_id).status is JobStatus.QUEUED
 
     job = _claim(queue)
     assert job is not None and job.id == job_id
-    assert (job.status, job.attempts, job.lease_owner, job.payload) == (JobStatus.RUNNING, 1, W, {"x": 1})
+    assert (job.status, job.attempts, job.lease_owner, job.payload) == (JobStatus.RUNNING, 1, W, {"echo": 1})
     assert _claim(queue) is None, "a running job is not handed out twice"
 
     assert queue.complete(job_id, W, {"answer": 42})
@@ -73,8 +73,8 @@ def test_higher_priority_runs_first_then_oldest(queue: JobQueue) -> None:
 
 def test_round_robin_between_two_owners(queue: JobQueue, services: Services) -> None:
     _add_bob(services)
-    alice = [queue.enqueue("noop", {"n": i}, owner_id=1) for i in range(6)]
-    bob = [queue.enqueue("noop", {"n": i}, owner_id=2) for i in range(3)]
+    alice = [queue.enqueue("noop", {"echo": i}, owner_id=1) for i in range(6)]
+    bob = [queue.enqueue("noop", {"echo": i}, owner_id=2) for i in range(3)]
     order = [_claim(queue).id for _ in range(9)]
     assert order == [alice[0], bob[0], alice[1], bob[1], alice[2], bob[2], alice[3], alice[4], alice[5]]
 
@@ -163,6 +163,9 @@ def test_retry_policy_classifies_errors() -> None:
     assert policy.is_retryable(ConnectionError("reset"))
     assert not policy.is_retryable(PermanentError("bad"))
     assert not policy.is_retryable(ValueError("a bug or bad input"))
+    lost = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+    assert policy.is_retryable(lost), "a database that went away (a restart) may be back for the next attempt"
+    assert not policy.is_retryable(sa.exc.ProgrammingError("SELEC 1", {}, Exception("syntax error")))
 
 
 def test_terminal_states_are_never_left(queue: JobQueue, services: Services) -> None:
@@ -189,14 +192,14 @@ def test_terminal_states_are_never_left(queue: JobQueue, services: Services) -> 
 
 
 def test_retry_of_a_failed_job_is_a_new_job(queue: JobQueue) -> None:
-    job_id = queue.enqueue("noop", {"a": 1}, lane="gpu", priority=3)
+    job_id = queue.enqueue("noop", {"echo": 1}, lane="gpu", priority=3)
     job = _claim(queue, ("gpu",))
     queue.fail(job, W, ErrorInfo("PermanentError", "no model"), retryable=False)
     new_id = queue.retry(job_id)
     assert new_id != job_id
     new = queue.get(new_id)
     assert (new.status, new.retry_of, new.payload, new.lane, new.priority, new.attempts) == (
-        JobStatus.QUEUED, job_id, {"a": 1}, "gpu", 3, 0)
+        JobStatus.QUEUED, job_id, {"echo": 1}, "gpu", 3, 0)
     assert queue.get(job_id).status is JobStatus.FAILED
     with pytest.raises(InvalidJobRequest, match="only a failed or cancelled job"):
         queue.retry(new_id)
@@ -298,7 +301,7 @@ def test_a_batch_claim_takes_jobs_in_claim_order_and_settles_each_with_its_own_r
     queue: JobQueue, services: Services
 ) -> None:
     _add_bob(services)
-    alice = [queue.enqueue("noop", {"n": n}, owner_id=1) for n in range(4)]
+    alice = [queue.enqueue("noop", {"echo": n}, owner_id=1) for n in range(4)]
     urgent = queue.enqueue("noop", priority=5, owner_id=1)
     bob = queue.enqueue("noop", owner_id=2)
     batch = queue.claim_many(W, ["interactive"], lease_s=30, limit=4)

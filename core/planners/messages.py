@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from core.planners.base import ChatTurn, Language, detect_language
 from core.prompting import system_prompt
 from core.rules import Rules, load_rules
+from core.text import clean_prompt
 
 LABELS_QUESTION = {"zh": "我更改了图片，新的图片有哪些部分？", "en": "I changed the image; which parts does the new image have?"}
 LABELS_ANSWER = {"zh": "分割得到的标签有:", "en": "The segmentation found these labels:"}
@@ -40,7 +41,11 @@ def build_messages(
     rules: Rules | None = None,
     include_system: bool = True,
 ) -> list[dict[str, str]]:
-    """OpenAI-style messages: system prompt, the labels turn, the last turns of the conversation, the request."""
+    """OpenAI-style messages: system prompt, the labels turn, the last turns of the conversation, the request.
+
+    What a person wrote reaches the model without control characters or bidirectional
+    overrides (:func:`core.text.clean_prompt`): text a reviewer cannot see is not sent.
+    """
     rules = rules or load_rules()
     language = language or detect_language(request)
     messages: list[dict[str, str]] = []
@@ -49,6 +54,6 @@ def build_messages(
     messages += labels_turn(labels, language)
     for turn in list(conversation)[-MAX_TURNS:]:
         if turn.role in ("user", "assistant") and turn.content.strip():
-            messages.append({"role": turn.role, "content": turn.content})
-    messages.append({"role": "user", "content": request})
+            messages.append({"role": turn.role, "content": clean_prompt(turn.content)})
+    messages.append({"role": "user", "content": clean_prompt(request)})
     return messages

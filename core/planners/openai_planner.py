@@ -49,6 +49,7 @@ from core.planners.messages import build_messages
 from core.planners.safety import clip_conversation, refuse_overlong, result_from_reply
 from core.prompting import named_to_wire, openai_strict_schema
 from core.rules import Rules, load_rules
+from core.text import hide_credentials
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -165,7 +166,7 @@ def planning_error(exc: openai.OpenAIError, *, where: str, model: str, timeout: 
         return PlanningError(_status_sentence(exc, where, model, retries))
     if isinstance(exc, openai.APIResponseValidationError):
         return PlanningError(f"The server at {where} answered in a form that is not the chat completions API.")
-    text = " ".join(str(exc).split())[:200].rstrip(".")
+    text = " ".join(hide_credentials(str(exc)).split())[:200].rstrip(".")
     return PlanningError(f"The conversation with the server at {where} failed: {text}.")
 
 
@@ -182,7 +183,7 @@ class OpenAIPlanner:
         self.model = model
         self.structured_output = structured_output
         self.rules = rules or load_rules()
-        self.where = str(client.base_url).rstrip("/")
+        self.where = hide_credentials(str(client.base_url).rstrip("/"))  # a password in the URL is never shown
 
     @classmethod
     def from_settings(cls, settings: Settings, *, model: str | None = None) -> OpenAIPlanner:
@@ -270,7 +271,8 @@ class OpenAIPlanner:
                 raise PlanningError(
                     f"The server at {self.where} refused structured output (response_format json_schema)"
                     f"{_server_message(exc)}; set CHATEDIT_OPENAI_STRUCTURED_OUTPUT=auto or prompt.") from None
-            log.info("%s refused response_format for %s (%s); asking the prompt way", self.where, self.model, exc)
+            log.info("%s refused response_format for %s (%s); asking the prompt way", self.where, self.model,
+                     hide_credentials(str(exc)))
         except openai.OpenAIError as exc:
             raise self._error(exc) from None
         try:

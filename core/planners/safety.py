@@ -7,6 +7,9 @@ and only through :func:`core.commands.extract_commands` / :func:`core.commands.v
 against this image's labels: nothing in a reply is evaluated, and nothing becomes a path,
 SQL, a model id or code. Requests too long to be a request are refused before any API
 call, in the person's language, so a pasted document costs no tokens and no surprises.
+What goes to a model and what comes back as prose loses control characters and
+bidirectional overrides (:func:`core.text.clean_prompt`; the request in
+:func:`core.planners.messages.build_messages`), so no one reads text the model did not see.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from core.commands import CommandsNotFound, extract_commands, validate
 from core.describe import describe
 from core.planners.base import ChatTurn, Language, NotUnderstood, PlanResult
 from core.rules import Rules, load_rules
+from core.text import clean_prompt
 
 #: Longest reply text shown to the person; a model that writes more is cut (with an ellipsis).
 MAX_REPLY_CHARS = 2_000
@@ -54,7 +58,8 @@ def clip_conversation(conversation: Sequence[ChatTurn]) -> list[ChatTurn]:
 
 
 def _clip_reply(text: str) -> str:
-    text = text.strip()
+    """The reply as shown and stored: cut to length, and without control or bidirectional-override characters."""
+    text = clean_prompt(text).strip()
     return text if len(text) <= MAX_REPLY_CHARS else text[:MAX_REPLY_CHARS].rstrip() + "…"
 
 

@@ -1,18 +1,38 @@
 """The `plan` job: a planner that loads a model answers a request in the worker, which keeps the model loaded.
 
-Payload: ``request``, ``labels``, ``conversation`` ([{"role", "content"}]), ``planner``.
+Payload (:class:`PlanPayload`): ``request``, ``labels``, ``conversation`` ([{"role", "content"}]), ``planner``.
 Result: :meth:`core.planners.PlanResult.to_dict`.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from core.planners import ChatTurn, Planner, PlannerUnavailable, make_planner
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.planners import PLANNERS, ChatTurn, Planner, PlannerUnavailable, make_planner
 from core.settings import Settings
 from jobs.context import JobContext
 from jobs.errors import PermanentError
+from jobs.registry import Payload
+
+#: Bounds far above any real request (planners refuse requests over 2,000 characters themselves).
+_Text = Annotated[str, Field(max_length=20_000)]
+
+
+class _Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    role: Literal["user", "assistant", "system"]
+    content: _Text
+
+
+class PlanPayload(Payload):
+    request: _Text
+    labels: Annotated[list[Annotated[str, Field(max_length=200)]], Field(default_factory=list, max_length=500)]
+    conversation: Annotated[list[_Turn], Field(default_factory=list, max_length=200)]
+    planner: Literal[PLANNERS] | None = None  # type: ignore[valid-type]
 
 
 @lru_cache(maxsize=2)
@@ -22,15 +42,13 @@ def _planner(name: str, settings_json: str) -> Planner:
 
 
 def handle(ctx: JobContext) -> dict[str, Any]:
-    payload = ctx.payload
-    name = str(payload.get("planner") or ctx.services.settings.planner)
+    payload = PlanPayload.of(ctx)
+    name = payload.planner or ctx.services.settings.planner
     try:
         planner = _planner(name, ctx.services.settings.model_dump_json())
     except PlannerUnavailable as exc:
         raise PermanentError(str(exc)) from None
     ctx.progress(0.1, f"planning with {name}")
-    conversation = [ChatTurn(t["role"], t["content"]) for t in payload.get("conversation", [])
-                    if isinstance(t, dict) and t.get("role") in ("user", "assistant")]
-    result = planner.plan(str(payload.get("request", "")), labels=list(payload.get("labels", [])),
-                          conversation=conversation)
+    conversation = [ChatTurn(t.role, t.content) for t in payload.conversation if t.role in ("user", "assistant")]
+    result = planner.plan(payload.request, labels=list(payload.labels), conversation=conversation)
     return result.to_dict()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from core.generative.errors import GenerationFailed
 from core.recipes import RECIPE_KEY, Recipe
@@ -17,9 +19,19 @@ from jobs.context import JobContext
 from jobs.errors import InvalidJobRequest, PermanentError
 from jobs.histories import record_step
 from jobs.images import encode_png, get_image, image_rgb, store_encoded
+from jobs.registry import Payload
 from jobs.services import Services
 
 SWAP_FACE_KIND = "swap_face"
+_Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class SwapFacePayload(Payload):
+    source_image_id: _Id
+    target_image_id: _Id
+    history_id: _Id | None = None
+    parent_step_id: _Id | None = None
+    user_id: Annotated[int, Field(ge=1, le=2**31 - 1)] = LOCAL_USER_ID
 _SWAPPERS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
@@ -47,6 +59,7 @@ def _swapper(services: Services) -> Any:
 
 def handle(ctx: JobContext) -> dict[str, Any]:
     started = time.perf_counter()
+    SwapFacePayload.of(ctx)
     services, payload = ctx.services, ctx.payload
     # 1. Read the request and load both images.
     try:
