@@ -92,6 +92,11 @@ def browser_page(shots: Path) -> Iterator[Any]:
             browser.close()
 
 
+def wait_idle(page: Any) -> None:
+    """Until the app has finished its rerun (Streamlit shows a running icon meanwhile): keys pressed then act."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')")
+
+
 def shot(page: Any, path: Path) -> None:
     """A screenshot once every image on the page has loaded (Streamlit loads them after the layout)."""
     page.wait_for_function(

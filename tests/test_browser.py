@@ -8,6 +8,7 @@ docs/screenshots/ when CHATEDIT_SAVE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from jobs.gallery import list_histories
 from jobs.histories import history_steps
 from jobs.images import encode_png, image_rgb
 from jobs.services import Services
-from tests.browser_support import browser_page, keep_screenshots, serving, shot
+from tests.browser_support import browser_page, keep_screenshots, serving, shot, wait_idle
 
 pytestmark = pytest.mark.slow
 
@@ -95,9 +96,15 @@ def test_upload_chat_run_set_as_base_reload_and_find_it_in_the_gallery(server: t
         expect(page.get_by_text("make it brighter", exact=True)).to_be_visible()
 
         # Ctrl+Z undoes (the base goes back to the upload), Ctrl+Shift+Z redoes.
+        # The shortcut is bound when its button is drawn: wait for it before pressing the keys.
+        expect(page.get_by_role("button", name=re.compile(r"^Undo"))).to_be_enabled()
+        wait_idle(page)
         page.get_by_role("heading", name="fruit-bowl").click()  # keys go to the page, not to an input
         page.keyboard.press("Control+z")
         expect(page.get_by_text(f"Undone: the base is step {root.id} again.")).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile(r"^Redo"))).to_be_enabled()
+        wait_idle(page)
+        page.get_by_role("heading", name="fruit-bowl").click()
         page.keyboard.press("Control+Shift+z")
         expect(page.get_by_text(f"Redone: step {result.id} is the base again.")).to_be_visible()
 
