@@ -1,7 +1,9 @@
 """Submitting an edit: what the app and ``chatedit edit`` hand the ``edit`` job, checked before it is queued.
 
 The payload is plain JSON so that a worker on another machine needs nothing but the
-database. Commands are checked for shape here (so a person hears about a typo at
+database, and it is data only (:class:`EditPayload`): ids, commands, the blob key of a
+selection (never a file name) and known settings. Who asked is the job's owner, never a
+payload field. Commands are checked for shape here (so a person hears about a typo at
 once) and again against the image's labels by the handler, which is the only place
 that knows them for sure.
 """
@@ -9,9 +11,13 @@ that knows them for sure.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, JsonValue, field_validator
+from pydantic_core import PydanticCustomError
 
 from core.backends import backend_problem, runs_generatively
 from core.commands import Command, CommandsNotFound, extract_commands, validate
@@ -22,9 +28,15 @@ from core.settings import Settings
 from db.models import LOCAL_USER_ID
 from jobs.errors import InvalidJobRequest
 from jobs.images import ImageNotFound, get_image
+from jobs.registry import InvalidPayload, Payload
 from jobs.services import Services
+from jobs.user_settings import job_settings_problems
 
 EDIT_KIND = "edit"
+#: More commands than a person picks from one Operation Board, with room for programs.
+MAX_EDIT_COMMANDS = 32
+_BLOB_KEY = re.compile(r"[0-9a-f]{64}")
+_Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class InvalidEdit(InvalidJobRequest):
@@ -33,6 +45,33 @@ class InvalidEdit(InvalidJobRequest):
     def __init__(self, message: str, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons or []
+
+
+class EditPayload(Payload):
+    """What an ``edit`` job's row holds: checked before it is queued and again by the handler."""
+
+    image_id: _Id
+    commands: Annotated[list[dict[str, JsonValue]], Field(min_length=1, max_length=MAX_EDIT_COMMANDS)]
+    history_id: _Id | None = None
+    parent_step_id: _Id | None = None
+    #: Read from the blob store only, so it must be a blob key; a path would never reach the disk anyway.
+    selection_key: str | None = None
+    user_settings: Annotated[dict[str, JsonValue], Field(default_factory=dict, max_length=50)]
+
+    @field_validator("selection_key")
+    @classmethod
+    def _blob_key(cls, value: str | None) -> str | None:
+        if value is not None and not _BLOB_KEY.fullmatch(value):
+            raise PydanticCustomError("blob_key", "it must be a blob key (64 lowercase hex digits), never a file name")
+        return value
+
+    @field_validator("user_settings")
+    @classmethod
+    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clean, problems = job_settings_problems(value)
+        if problems:
+            raise PydanticCustomError("user_settings", "{problems}", {"problems": "; ".join(problems)})
+        return clean
 
 
 @dataclass(frozen=True)
@@ -47,20 +86,38 @@ class EditRequest:
     selection_key: str | None = None
     #: The person's defaults (parameter precedence: command > these > template > defaults).
     user_settings: dict[str, Any] = field(default_factory=dict)
+    #: Who asks: the job's owner. Not part of the payload, so a payload cannot speak for someone else.
     user_id: int = LOCAL_USER_ID
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        """The job's payload, checked by :class:`EditPayload`; raises :class:`InvalidEdit` with every problem."""
+        payload = asdict(self)
+        del payload["user_id"]
+        try:
+            return EditPayload.parse(EDIT_KIND, payload).model_dump(mode="json", exclude_unset=True)
+        except InvalidPayload as exc:
+            raise InvalidEdit(str(exc), exc.problems) from None
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> EditRequest:
+    def from_checked(cls, payload: EditPayload, *, user_id: int) -> EditRequest:
+        """The request of a checked payload, asked by ``user_id`` (the job's owner)."""
+        return cls(image_id=payload.image_id, commands=[dict(c) for c in payload.commands],
+                   history_id=payload.history_id, parent_step_id=payload.parent_step_id,
+                   selection_key=payload.selection_key, user_settings=dict(payload.user_settings), user_id=user_id)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], *, user_id: int = LOCAL_USER_ID) -> EditRequest:
+        """An earlier job's request, to ask again as ``user_id``; raises :class:`InvalidEdit` with every problem.
+
+        Rows queued before the payload stopped naming its user still carry ``user_id``; the person
+        asking again is who asks now, so it is left out rather than refused.
+        """
+        data = {k: v for k, v in payload.items() if k != "user_id"} if isinstance(payload, Mapping) else payload
         try:
-            request = cls(**payload)
-        except TypeError as exc:
-            raise InvalidEdit(f"This edit job's payload is malformed ({exc}).") from None
-        if not isinstance(request.image_id, int) or not isinstance(request.commands, list):
-            raise InvalidEdit("This edit job's payload needs an integer image_id and a list of commands.")
-        return request
+            checked = EditPayload.parse(EDIT_KIND, data)
+        except InvalidPayload as exc:
+            raise InvalidEdit(str(exc), exc.problems) from None
+        return cls.from_checked(checked, user_id=user_id)
 
 
 def parse_commands_text(text: str) -> list[dict[str, Any]]:
@@ -166,8 +223,9 @@ def _check_image_memory(services: Services, request: EditRequest) -> None:
 
 def submit_edit(services: Services, request: EditRequest, *, priority: int = 0) -> int:
     """Check and queue an edit; returns the job id."""
-    check_shape(request.commands)
-    _check_image_memory(services, request)
+    if isinstance(request.commands, list) and len(request.commands) <= MAX_EDIT_COMMANDS:
+        check_shape(request.commands)  # the contract's own words first, e.g. for no commands at all
     payload = json.loads(json.dumps(request.to_payload()))  # plain JSON, as the worker will read it
+    _check_image_memory(services, request)
     return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands, services.settings), priority=priority,
                                   owner_id=request.user_id)

@@ -37,6 +37,7 @@ BUILTIN_HANDLERS: dict[str, str] = {
 #: and in its handler; the modules must stay light to import (no model libraries at import time).
 PAYLOAD_MODELS: dict[str, str] = {
     "noop": "jobs.handlers.noop:NoopPayload",
+    "edit": "jobs.edits:EditPayload",
     "eval_planner": "jobs.handlers.eval_planner:EvalPlannerPayload",
     "plan": "jobs.handlers.plan:PlanPayload",
     "generate": "jobs.handlers.generate:GeneratePayload",

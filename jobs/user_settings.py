@@ -66,16 +66,43 @@ PREFERENCES: tuple[Preference, ...] = (
                help="LoRA adapters (files in CHATEDIT_LORA_DIR) applied to generative edits, each with a weight."),
 )
 BY_KEY = {p.key: p for p in PREFERENCES}
+#: Parameters a program (the command line, a benchmark, a test) may give a job beside the preferences.
+#: The Settings page does not show them, so each is labelled by its key; an ``edit`` or ``generate``
+#: job's ``user_settings`` is checked against both tables.
+JOB_PARAMETERS: tuple[Preference, ...] = (
+    Preference("max_side", "max_side", "int", 8, 4096, help="The side a generative model works at."),
+    Preference("face_size", "face_size", "int", 8, 4096, help="The side a face is retouched at."),
+    Preference("width", "width", "int", 8, 4096, help="The width of a generated image."),
+    Preference("height", "height", "int", 8, 4096, help="The height of a generated image."),
+    Preference("text_guidance", "text_guidance", "float", 0.0, 30.0,
+               help="How strictly an instruction edit follows the words."),
+    Preference("image_guidance", "image_guidance", "float", 0.0, 30.0,
+               help="How closely an instruction edit keeps the original image."),
+    Preference("openai_size", "openai_size", "int", 64, 4096, help="The side the OpenAI image edit works at."),
+)
+JOB_BY_KEY = {**BY_KEY, **{p.key: p for p in JOB_PARAMETERS}}
 #: Preferences that are not edit parameters (they choose a backend instead).
 NOT_PARAMS = {"planner", "planner_model"}
 
 
 def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
     """Clean values for the known keys (None drops a key); raises InvalidPreferences naming every problem."""
+    clean, problems = _cleaned(values, BY_KEY)
+    if problems:
+        raise InvalidPreferences("These settings cannot be saved: " + "; ".join(problems) + ".")
+    return clean
+
+
+def job_settings_problems(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A job's ``user_settings`` cleaned like the preferences (with :data:`JOB_PARAMETERS` too), and each problem."""
+    return _cleaned(values, JOB_BY_KEY)
+
+
+def _cleaned(values: dict[str, Any], known: dict[str, Preference]) -> tuple[dict[str, Any], list[str]]:
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in values.items():
-        pref = BY_KEY.get(key)
+        pref = known.get(key)
         if pref is None:
             problems.append(f"there is no setting called {key!r}")
             continue
@@ -116,9 +143,7 @@ def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
                 problems.append(f"{pref.label} must be between {pref.low:g} and {pref.high:g}, not {value:g}")
                 continue
             clean[key] = int(value) if pref.kind == "int" else float(value)
-    if problems:
-        raise InvalidPreferences("These settings cannot be saved: " + "; ".join(problems) + ".")
-    return clean
+    return clean, problems
 
 
 def _clean_loras(value: Any) -> tuple[list[dict[str, Any]], list[str]]:

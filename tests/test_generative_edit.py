@@ -148,7 +148,7 @@ def test_a_missing_model_folder_fails_with_a_sentence(tmp_path: Path, tiny_model
 
 def test_cancel_stops_a_running_diffusion_job(services: Services) -> None:
     stored = store_array(services, photo())
-    job_id = submit_edit(services, EditRequest(image_id=stored.id, user_settings={**FAST, "steps": 200},
+    job_id = submit_edit(services, EditRequest(image_id=stored.id, user_settings={**FAST, "steps": 150},
                                                commands=[{"command": "instruct", "paras": ["make it snow"]}]))
     with running_worker(services, lanes=["gpu"]):
         deadline = time.monotonic() + 60

@@ -55,7 +55,9 @@ def _dataset(path: Path) -> Path:
     ("plan", {"request": "x", "planner": "evil"}, "planner: input should be 'rules', 'openai' or 'local'"),
     ("plan", {"request": "x", "conversation": [{"role": "user", "content": "y", "tool": "z"}]},
      "unknown key 'conversation.0.tool'"),
-    ("generate", {"prompt": "x", "user_id": "1"}, "user_id: input should be a valid integer"),
+    ("generate", {"prompt": "x", "user_id": 2}, "unknown key 'user_id'"),
+    ("generate", {"prompt": "x", "user_settings": {"steps": "30"}}, "user_settings: steps must be a number"),
+    ("swap_face", {"source_image_id": 1, "target_image_id": 2, "user_id": 2}, "unknown key 'user_id'"),
     ("swap_face", {"source_image_id": 1}, "target_image_id is missing"),
 ])
 def test_a_payload_its_kind_does_not_declare_is_refused_with_a_sentence(kind: str, payload: dict,

@@ -33,8 +33,9 @@ from core.masks import InvalidMask, MissingSelection, UnknownLabel, mask_from_pn
 from core.recipes import RECIPE_KEY, Recipe
 from core.rules import load_rules
 from core.segmentation.default_segmenter import segmenter_in_use
+from db.blobs import BlobNotFound
 from jobs.context import JobContext
-from jobs.edits import EditRequest, InvalidEdit, check_memory_fits, validated_commands
+from jobs.edits import EditPayload, EditRequest, InvalidEdit, check_memory_fits, validated_commands
 from jobs.errors import JobInterrupted, PermanentError
 from jobs.histories import record_step
 from jobs.images import encode_png, get_image, image_rgb, make_previews, store_job_image, working_rgb
@@ -46,11 +47,8 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     rules = load_rules()
     services = ctx.services
 
-    # 1. Read the request and load the image.
-    try:
-        request = EditRequest.from_payload(ctx.payload)
-    except InvalidEdit as exc:
-        raise PermanentError(str(exc)) from None
+    # 1. Read the request (checked again: the row may come from elsewhere; who asked is the job's owner).
+    request = EditRequest.from_checked(EditPayload.of(ctx), user_id=ctx.job.owner_id)
     source = get_image(services, request.image_id)
     try:
         check_memory_fits(services.settings, source.width, source.height, request.commands)  # before the pixels
@@ -180,6 +178,8 @@ def _regions(ctx: JobContext, request: EditRequest, image: np.ndarray) -> tuple[
             selection = mask_from_png(services.blobs.get(request.selection_key), shape)
         except InvalidMask as exc:
             raise PermanentError(f"The selection cannot be used: {exc}") from None
+        except BlobNotFound:
+            raise PermanentError("The selection cannot be used: its mask is no longer stored.") from None
         labels.append(load_rules().selection_label)
     segmenter = segmenter_in_use(services.settings)  # the worker's own: a payload never names a file
     if segmenter is None:
