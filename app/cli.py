@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import click
 
 from app.cli_common import configure_logging, open_services
+from core.errors import first_text_line
 from core.settings import LANES, Settings, SettingsError, load_settings
 from jobs.errors import InvalidJobRequest
-from jobs.queue import PRIORITY_RANGE, JobRecord
+from jobs.queue import PRIORITY_RANGE, JobRecord, JobStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("chatedit")
@@ -183,9 +184,9 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
 
 
 def _summary(job: JobRecord) -> str:
-    if job.error_message and job.status.value != "succeeded":
-        return job.error_message.splitlines()[0][:60]
-    if job.status.value == "running":
+    if job.error_message and job.status is not JobStatus.SUCCEEDED:
+        return first_text_line(job.error_message)[:60]
+    if job.status is JobStatus.RUNNING:
         return f"{job.progress:.0%} {job.progress_message or ''}".strip()
     return ""
 
@@ -254,7 +255,7 @@ def jobs_show(obj: dict[str, Any], job_id: int, as_json: bool) -> None:
             click.echo(f"{key:>10}  {value}")
     for o in outputs:
         click.echo(f"{'output':>10}  {o.name} ({o.byte_size} bytes, blob {o.blob_key[:12]}…)")
-    if job.error_traceback and job.status.value == "failed":
+    if job.error_traceback and job.status is JobStatus.FAILED:
         click.echo("\n" + job.error_traceback.rstrip())
 
 
@@ -305,7 +306,7 @@ def jobs_submit(obj: dict[str, Any], kind: str, payload: str, lane: str, priorit
         click.echo("", err=True)
     if not job.terminal:
         raise click.ClickException(f"Job {job_id} is still {job.status.value} after {timeout:g} s.")
-    if job.status.value != "succeeded":
+    if job.status is not JobStatus.SUCCEEDED:
         raise click.ClickException(f"Job {job_id} {job.status.value}: {job.error_message or 'no reason recorded'}")
     click.echo(json.dumps(job.result, ensure_ascii=False))
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 
+from core.errors import first_text_line
 from core.settings import Settings
 from core.text import UnsafeText
 from db.blobs import StorageFull
@@ -49,8 +50,8 @@ def database_unreachable(settings: Settings, exc: DatabaseError) -> click.ClickE
     where = database_where(settings)
     if is_disk_full(exc):
         return click.ClickException(f"The disk of the database {where} is full; free some space and try again.")
-    reason = (str(exc.orig).strip().splitlines() or [""])[0] if exc.orig else exc.__class__.__name__
-    reason = reason.rstrip(".") or exc.__class__.__name__
+    reason = first_text_line(str(exc.orig)).rstrip(".") if exc.orig else ""
+    reason = reason or exc.__class__.__name__
     if settings.resolved_database_url.startswith("sqlite:") and "not a database" in reason:
         return click.ClickException(f"The file of the database {where} is not a SQLite database ({reason}); "
                                     "point CHATEDIT_DATABASE_URL at another file.")

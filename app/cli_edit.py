@@ -19,6 +19,7 @@ import click
 from app.cli_common import open_services
 from core.planners import IN_WORKER, PLANNERS
 from core.rules import load_rules
+from jobs.queue import JobStatus
 
 PLANNER_CHOICES = PLANNERS
 
@@ -146,7 +147,7 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
         if not job.terminal:
             raise click.ClickException(f"Job {job_id} did not finish within {timeout:g} s; it stays queued "
                                        f"(see `chatedit jobs show {job_id}`).")
-        if job.status.value != "succeeded":
+        if job.status is not JobStatus.SUCCEEDED:
             raise click.ClickException(f"Job {job_id} {job.status.value}: {job.error_message or 'no reason given'}")
         # The job's own output, the image its step and result name, however often the job ran.
         edited = services.queue.output(job_id, "image")
@@ -297,7 +298,7 @@ def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: in
         payload = {"planner": planner_name, "dataset": dataset, **({"limit": limit} if limit else {})}
         job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1)
         job = _wait_served(services, job_id, "batch", timeout_s=None)
-        if job.status.value != "succeeded":
+        if job.status is not JobStatus.SUCCEEDED:
             raise click.ClickException(f"Evaluation job {job_id} {job.status.value}: {job.error_message}")
         report = job.result or {}
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else _format_report(report))

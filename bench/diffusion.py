@@ -16,7 +16,7 @@ inpainting image (512² for SD 1.5, 1024² for SDXL, 30 steps) two ways:
 It reports s/image, UNet it/s (from step-callback timestamps), peak VRAM, and for SD 1.5
 the worker's overhead: real ``edit`` jobs through the queue on SQLite with the model
 loaded, as the share of wall time (submit → stored) that is not model time.
-Issue 6's targets on an H100: SD 1.5 ≥ 60 it/s and ≥ 4× baseline; SDXL ≤ 2.0 s; overhead ≤ 3%.
+The targets on an H100: SD 1.5 ≥ 60 it/s and ≥ 4× baseline; SDXL ≤ 2.0 s; overhead ≤ 3%.
 The benchmark reports; it never fails on a target.
 """
 

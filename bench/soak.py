@@ -72,7 +72,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.masks import mask_to_png
 from core.recipes import read_recipe
-from core.settings import Settings, load_settings
+from core.settings import Settings, environment_of, load_settings
 from db.migrate import upgrade
 from db.models import Image as ImageRow
 from db.models import Step
@@ -507,11 +507,7 @@ def soak_settings(database_url: str, data_dir: Path) -> Settings:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"CHATEDIT_{name.upper()}"] = str(value)
-    env["CHATEDIT_DATABASE_URL"] = settings.resolved_database_url
+    env = environment_of(settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 

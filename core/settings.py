@@ -7,9 +7,11 @@ here, never from ``os.environ`` directly.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -23,6 +25,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
+#: What every setting's environment variable starts with.
+ENV_PREFIX = "CHATEDIT_"
 CONFIG_ENV = "CHATEDIT_CONFIG"
 _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_CONFIG_FILE = "chatedit.toml"
@@ -35,7 +39,7 @@ class SettingsError(ValueError):
 
 class Settings(BaseSettings):
     # allow_inf_nan=False: "inf" or "nan" in a float setting is refused, never a worker that waits forever.
-    model_config = SettingsConfigDict(env_prefix="CHATEDIT_", extra="ignore", validate_default=True,
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True,
                                       allow_inf_nan=False)
 
     data_dir: Path = Field(Path("data"), description="Where the SQLite file, blobs and models live.")
@@ -109,7 +113,7 @@ class Settings(BaseSettings):
                           "converted to ONNX) when no segmenter is set and it is missing."
     )
 
-    # LLM planners (issue 7): any OpenAI-compatible server, or a local transformers model.
+    # LLM planners: any OpenAI-compatible server, or a local transformers model.
     openai_base_url: str | None = Field(None, description="OpenAI-compatible API base URL (OpenAI, vLLM, Ollama, llama.cpp, LM Studio); none: OpenAI.")
     openai_api_key: str | None = Field(None, description="API key; OPENAI_API_KEY is used when this is not set.")
     openai_model: str | None = Field(None, description="Chat model of the openai planner, e.g. gpt-4o-mini.")
@@ -122,7 +126,7 @@ class Settings(BaseSettings):
     local_llm: str | None = Field(None, description="Local planner model: an HF id or a local directory.")
     local_llm_adapter: str | None = Field(None, description="Optional peft LoRA adapter for the local planner (the fine-tuned planner).")
 
-    # Generative editing (issue 6): each an HF id, a local diffusers directory or a single .safetensors file.
+    # Generative editing: each an HF id, a local diffusers directory or a single .safetensors file.
     inpaint_model: str | None = Field(None, description="Inpainting model (SD 1.5 or SDXL) for change and remove.")
     controlnet_model: str | None = Field(None, description="ControlNet (canny) that keeps outlines while inpainting.")
     ip2p_model: str | None = Field(None, description="InstructPix2Pix model for instruct.")
@@ -247,6 +251,21 @@ def load_settings(**overrides: object) -> Settings:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SettingsError(f"The configuration file {_config_file()} cannot be read ({reason}).") from None
+
+
+def environment_of(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process (a worker, the CLI) that must load exactly these settings.
+
+    ``base`` (this process's environment by default) loses its own ``CHATEDIT_*`` variables
+    first, so no other configuration leaks in; every setting is then written out, the
+    database URL resolved, containers as JSON (how the variables are read back).
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(ENV_PREFIX)}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    env[f"{ENV_PREFIX}DATABASE_URL"] = settings.resolved_database_url
+    return env
 
 
 def _config_file() -> Path:

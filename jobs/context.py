@@ -47,8 +47,8 @@ class StopSignals:
 class JobContext:
     """The handler's view of its job.
 
-    Progress writes are throttled (a diffusion loop may call ``progress`` 60 times a
-    second); a cancel request is noticed at the next ``progress`` or ``check`` call,
+    Progress writes are throttled (a diffusion loop may call ``progress`` at every step,
+    many times a second); a cancel request is noticed at the next ``progress`` or ``check`` call,
     from the heartbeat, a progress write's answer or a PostgreSQL notification.
     """
 

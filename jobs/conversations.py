@@ -16,8 +16,8 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from core.text import clean_json, clean_text
-from db.models import CHAT_ROLES, LOCAL_USER_ID, ChatMessage, History
-from jobs.histories import HistoryNotFound
+from db.models import CHAT_ROLES, LOCAL_USER_ID, ChatMessage
+from jobs.histories import history_row
 from jobs.services import Services
 
 #: The key of a pending marker's only ``commands`` item: the `plan` job that will answer.
@@ -44,8 +44,7 @@ def add_message(services: Services, history_id: int, role: str, content: str, *,
     content = clean_text(content)
     commands = None if commands is None else clean_json(commands)
     with services.database.write_session() as session:
-        if session.get(History, history_id) is None:
-            raise HistoryNotFound(history_id)
+        history_row(session, history_id)
         row = ChatMessage(history_id=history_id, role=role, content=content, commands=commands, author_id=author_id)
         session.add(row)
         session.flush()

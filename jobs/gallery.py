@@ -16,7 +16,8 @@ from core.text import clean_prompt
 from db.models import History, Step, User
 from db.types import utcnow
 from jobs.errors import JobNotFound
-from jobs.histories import HistoryNotFound, StepNotFound
+from jobs.histories import HistoryNotFound, StepNotFound, history_row
+from jobs.queue import JobStatus
 from jobs.services import Services
 
 
@@ -34,7 +35,7 @@ class HistoryCard:
     base_step_id: int | None
     last_job_id: int | None
     #: The newest edit job's status ("succeeded", "failed", ...); None when nothing was run.
-    last_status: str | None
+    last_status: JobStatus | None
     last_error: str | None
 
 
@@ -79,7 +80,7 @@ def list_histories(services: Services, *, owner_id: int | None = None, since: da
     cards = []
     for history, owner_name, n, newest in rows:
         status, error = _job_status(services, history.last_job_id)
-        if failures_only and status != "failed":
+        if failures_only and status is not JobStatus.FAILED:
             continue
         cards.append(HistoryCard(
             id=history.id, title=history.title, owner_id=history.owner_id, owner_name=owner_name,
@@ -92,22 +93,20 @@ def list_histories(services: Services, *, owner_id: int | None = None, since: da
     return cards
 
 
-def _job_status(services: Services, job_id: int | None) -> tuple[str | None, str | None]:
+def _job_status(services: Services, job_id: int | None) -> tuple[JobStatus | None, str | None]:
     if job_id is None:
         return None, None
     try:
         job = services.queue.get(job_id)
     except JobNotFound:
         return None, None
-    return job.status.value, job.error_message
+    return job.status, job.error_message
 
 
 def base_step_id(services: Services, history_id: int) -> int:
     """The step the editor continues from: the one set as base, else the root step."""
     with services.database.session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         if history.base_step_id is not None:
             return history.base_step_id
         root = session.exec(select(Step.id).where(Step.history_id == history_id, col(Step.parent_id).is_(None))
@@ -120,9 +119,7 @@ def base_step_id(services: Services, history_id: int) -> int:
 def set_base_step(services: Services, history_id: int, step_id: int) -> None:
     """Make ``step_id`` (a step of this history) the base the next edit starts from."""
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         step = session.get(Step, step_id)
         if step is None or step.history_id != history_id:
             raise StepNotFound(step_id)
@@ -134,17 +131,13 @@ def set_base_step(services: Services, history_id: int, step_id: int) -> None:
 def last_job_id(services: Services, history_id: int) -> int | None:
     """The newest edit job submitted for this history, if any."""
     with services.database.session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         return history.last_job_id
 
 
 def set_last_job(services: Services, history_id: int, job_id: int) -> None:
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         history.last_job_id = job_id
         history.updated_at = utcnow()
         session.add(history)
@@ -153,9 +146,7 @@ def set_last_job(services: Services, history_id: int, job_id: int) -> None:
 def rename_history(services: Services, history_id: int, title: str) -> None:
     """Give a history a new title (trimmed to 200 characters; empty: the gallery calls it by its number)."""
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         history.title = clean_prompt(title).strip()[:200]
         session.add(history)
 
@@ -163,9 +154,7 @@ def rename_history(services: Services, history_id: int, title: str) -> None:
 def delete_history(services: Services, history_id: int) -> None:
     """Hide a history from the gallery and from links to it; nothing is erased, so it can be restored."""
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         if history.deleted_at is None:
             history.deleted_at = utcnow()
             session.add(history)
@@ -174,9 +163,7 @@ def delete_history(services: Services, history_id: int) -> None:
 def restore_history(services: Services, history_id: int) -> None:
     """Undo :func:`delete_history`: the history is back in the gallery, as it was."""
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         history.deleted_at = None
         session.add(history)
 

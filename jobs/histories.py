@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core.text import clean_prompt
 from db.models import LOCAL_USER_ID, History, Step
@@ -24,6 +24,14 @@ class HistoryNotFound(LookupError):
     def __init__(self, history_id: int) -> None:
         super().__init__(f"There is no edit history {history_id}.")
         self.history_id = history_id
+
+
+def history_row(session: Session, history_id: int) -> History:
+    """The history's row, read in ``session``; :class:`HistoryNotFound` when there is none."""
+    history = session.get(History, history_id)
+    if history is None:
+        raise HistoryNotFound(history_id)
+    return history
 
 
 class StepNotFound(LookupError):
@@ -67,19 +75,41 @@ class StartedHistory:
 
 
 def start_history(services: Services, image_id: int, *, owner_id: int = LOCAL_USER_ID, title: str = "",
-                  root_params: dict[str, Any] | None = None) -> StartedHistory:
-    """A new history whose root step is the uploaded image; ``root_params``: what the upload's cleaning did to it."""
-    with services.database.write_session() as session:
-        history = History(title=clean_prompt(title)[:200], owner_id=owner_id)
-        session.add(history)
-        session.flush()
-        assert history.id is not None
-        root = Step(history_id=history.id, parent_id=None, image_id=image_id, created_by=owner_id,
-                    params=dict(root_params or {}))
-        session.add(root)
-        session.flush()
-        assert root.id is not None
-        return StartedHistory(history_id=history.id, root_step_id=root.id)
+                  root_params: dict[str, Any] | None = None, job_id: int | None = None) -> StartedHistory:
+    """A new history whose root step is the uploaded image; ``root_params``: what the upload's cleaning did to it.
+
+    A job that starts a history passes its ``job_id``: the root step records it (unique), so the
+    job running again finds the history it started instead of starting a second one.
+    """
+    if job_id is not None:
+        started = _history_of_job(services, job_id)
+        if started is not None:
+            return started
+    try:
+        with services.database.write_session() as session:
+            history = History(title=clean_prompt(title)[:200], owner_id=owner_id)
+            session.add(history)
+            session.flush()
+            assert history.id is not None
+            root = Step(history_id=history.id, parent_id=None, image_id=image_id, created_by=owner_id,
+                        params=dict(root_params or {}), job_id=job_id)
+            session.add(root)
+            session.flush()
+            assert root.id is not None
+            return StartedHistory(history_id=history.id, root_step_id=root.id)
+    except IntegrityError:  # the same job's other run started it a moment ago
+        started = _history_of_job(services, job_id) if job_id is not None else None
+        if started is None:
+            raise
+        return started
+
+
+def _history_of_job(services: Services, job_id: int) -> StartedHistory | None:
+    with services.database.session() as session:
+        step = session.exec(select(Step).where(Step.job_id == job_id)).first()
+        if step is None or step.id is None:
+            return None
+        return StartedHistory(history_id=step.history_id, root_step_id=step.id)
 
 
 def record_step(
@@ -100,9 +130,7 @@ def record_step(
             return existing
     try:
         with services.database.write_session() as session:
-            history = session.get(History, history_id)
-            if history is None:
-                raise HistoryNotFound(history_id)
+            history = history_row(session, history_id)
             step = Step(history_id=history_id, parent_id=parent_id, image_id=image_id, commands=commands,
                         params=params, job_id=job_id, created_by=user_id)
             session.add(step)
@@ -128,9 +156,7 @@ def get_step(services: Services, step_id: int) -> StepRecord:
 
 def get_history(services: Services, history_id: int) -> HistoryRecord:
     with services.database.session() as session:
-        row = session.get(History, history_id)
-        if row is None:
-            raise HistoryNotFound(history_id)
+        row = history_row(session, history_id)
         return _history(row)
 
 

@@ -36,8 +36,8 @@ WORKING_MAX_SIDE = 1280
 #: The longest side of a gallery card's picture.
 THUMBNAIL_MAX_SIDE = 384
 #: Previews and thumbnails are JPEG: Streamlit hands JPEG bytes to the browser as they are (any
-#: other format it decodes and re-encodes on every run), and JPEG encodes several times faster
-#: than WebP, which would be about half the size.
+#: other format it decodes and re-encodes on every run), and JPEG encodes much faster than
+#: WebP, which would be smaller.
 PREVIEW_QUALITY = 85
 #: How many working copies a process keeps (the images a page or a worker is busy with).
 WORKING_CACHE_SIZE = 8

@@ -19,6 +19,7 @@ from core.planners import (
 )
 from core.text import clean_json, clean_text
 from db.models import LOCAL_USER_ID
+from jobs.queue import JobStatus
 from jobs.services import Services
 
 PLAN_KIND = "plan"
@@ -56,7 +57,7 @@ def plan_request(
     if not job.terminal:
         services.queue.cancel(job_id)
         raise PlanningFailed(f"The {name} planner did not answer within {timeout_s:g} s; is a worker running?")
-    if job.status.value != "succeeded" or job.result is None:
+    if job.status is not JobStatus.SUCCEEDED or job.result is None:
         raise PlanningFailed(job.error_message or f"The {name} planner failed.")
     return PlanResult.from_dict(job.result)
 

@@ -6,17 +6,14 @@ link shows the same selection, and the edit job reads the very blob the person s
 
 from __future__ import annotations
 
-from db.models import History
-from jobs.histories import HistoryNotFound
+from jobs.histories import history_row
 from jobs.services import Services
 
 
 def selection_key(services: Services, history_id: int) -> str | None:
     """The blob key of the history's selection mask; None when nothing is selected."""
     with services.database.session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         return history.selection_key
 
 
@@ -30,9 +27,7 @@ def store_selection(services: Services, history_id: int, png: bytes | None) -> s
     """Keep ``png`` (a mask, white = selected) as the history's selection; None clears it. Returns its blob key."""
     key = None if png is None else services.blobs.put(png)
     with services.database.write_session() as session:
-        history = session.get(History, history_id)
-        if history is None:
-            raise HistoryNotFound(history_id)
+        history = history_row(session, history_id)
         history.selection_key = key
         session.add(history)
     return key

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from core.settings import Settings, load_settings
+from core.settings import Settings, environment_of, load_settings
 from db.migrate import upgrade
 from jobs.services import Services
 from jobs.worker import Worker
@@ -95,12 +95,7 @@ def app_env(settings: Settings, services: Services, monkeypatch: pytest.MonkeyPa
 @pytest.fixture
 def worker_env(settings: Settings) -> dict[str, str]:
     """Environment for `chatedit` subprocesses that use the same database and settings as the test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"CHATEDIT_{name.upper()}"] = str(value)
-    env["CHATEDIT_DATABASE_URL"] = settings.resolved_database_url
-    return env
+    return environment_of(settings)
 
 
 class ManualClock:

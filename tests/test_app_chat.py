@@ -155,7 +155,7 @@ def test_a_plan_job_can_be_cancelled(app_env: Services, monkeypatch: pytest.Monk
     at = open_app(history=str(history_id))
     at.chat_input(key="chat_prompt").set_value("make it warmer").run()
     (job,) = services.queue.list(kind="plan")
-    at.button(key=f"cancel_plan_{job.id}").click().run()
+    at.button(key=f"cancel_{job.id}").click().run()
     assert services.queue.get(job.id).status is JobStatus.CANCELLED
     at.run()
     assert messages(services, history_id)[-1].content == "I cannot plan this: planning was cancelled."
@@ -172,7 +172,7 @@ def test_a_plan_job_survives_a_reload(app_env: Services, monkeypatch: pytest.Mon
     reloaded = open_app(history=str(history_id))  # a new session: nothing in session_state
     assert "Planning is queued, but no worker" in reloaded.get("progress")[0].proto.text
     assert reloaded.chat_input(key="chat_prompt").disabled
-    reloaded.button(key=f"cancel_plan_{job.id}").click().run()
+    reloaded.button(key=f"cancel_{job.id}").click().run()
     reloaded.run()
     assert [(m.role, m.content) for m in messages(services, history_id)] == [
         ("user", "make it warmer"), ("assistant", "I cannot plan this: planning was cancelled.")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, describe_settings, load_settings
+from core.settings import SettingsError, describe_settings, environment_of, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +69,14 @@ def test_every_setting_is_documented() -> None:
 def test_an_empty_segmenter_setting_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHATEDIT_SEGMENTER", "")
     assert load_settings().segmenter is None
+
+
+def test_a_child_process_environment_loads_the_same_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", torch_compile=True, worker_heartbeat_seconds=2.5,
+                             eval_datasets={"mine": str(tmp_path / "mine.json")})
+    env = environment_of(settings, {"PATH": "/bin", "CHATEDIT_BLOB_STORE": "db"})
+    assert env["PATH"] == "/bin" and env["CHATEDIT_BLOB_STORE"] == "fs"
+    assert env["CHATEDIT_DATABASE_URL"] == settings.resolved_database_url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == settings.model_copy(update={"database_url": settings.resolved_database_url})

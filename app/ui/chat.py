@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import streamlit as st
 
+from app.ui.common import get_services, watch_job
+from core.errors import error_line
 from core.planners import (
     IN_WORKER,
     ChatTurn,
@@ -30,13 +33,12 @@ from jobs.conversations import (
     messages,
     resolve_pending_plan,
 )
-from jobs.errors import JobNotFound
 from jobs.planning import PlanningFailed, plan_request, submit_plan
+from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
 from jobs.user_settings import get_preferences
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5
 NO_COMMANDS = "(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
 
 
@@ -86,7 +88,7 @@ def turns(history: Sequence[MessageRecord]) -> list[ChatTurn]:
 
 def _unexpected(exc: Exception) -> str:
     log.exception("the planner failed")
-    return f"the planner failed unexpectedly ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
+    return f"the planner failed unexpectedly ({error_line(exc)})."
 
 
 def ask(services: Services, history_id: int, prompt: str, labels: list[str], box: Any) -> None:
@@ -153,35 +155,26 @@ def _ask_streaming(services: Services, history_id: int, prompt: str, labels: lis
     record_reply(services, history_id, final[0])
 
 
-@st.fragment(run_every=POLL_S)
 def plan_job_panel(job_id: int, history_id: int) -> None:
     """A `plan` job on a worker: its progress and Cancel; when it ends, its reply (or why not) joins the chat.
 
     The job is found from the history's pending marker, so a reload (or another tab) shows
     the same job; the reply replaces the marker once, whoever sees the end first.
     """
-    from app.ui.common import get_services, job_progress
+    watch_job(job_id, doing="Planning", on_end=partial(_plan_ended, history_id, job_id))
 
-    services = get_services()
-    try:
-        job = services.queue.get(job_id)
-    except JobNotFound:
-        resolve_pending_plan(services, history_id, job_id, failure_text("the planning job is gone; ask again."), [])
-        st.rerun(scope="app")
-    if job.terminal:
+
+def _plan_ended(history_id: int, job_id: int, job: JobRecord | None) -> None:
+    if job is None:
+        content, board = failure_text("the planning job is gone; ask again."), []
+    elif job.status is JobStatus.SUCCEEDED and job.result:
+        content, board = reply_of(PlanResult.from_dict(job.result))
+    elif job.status is JobStatus.CANCELLED:
+        content, board = failure_text("planning was cancelled."), []
+    else:
         planner = job.payload.get("planner", "the")
-        if job.status.value == "succeeded" and job.result:
-            content, board = reply_of(PlanResult.from_dict(job.result))
-        elif job.status.value == "cancelled":
-            content, board = failure_text("planning was cancelled."), []
-        else:
-            content, board = failure_text(job.error_message or f"the {planner} planner failed."), []
-        resolve_pending_plan(services, history_id, job_id, content, board)
-        st.rerun(scope="app")
-    job_progress(services, job, "Planning")
-    if st.button("Cancel", key=f"cancel_plan_{job_id}", disabled=job.cancel_requested):
-        services.queue.cancel(job_id)
-        st.rerun(scope="fragment")
+        content, board = failure_text(job.error_message or f"the {planner} planner failed."), []
+    resolve_pending_plan(get_services(), history_id, job_id, content, board)
 
 
 def advise_image(services: Services, history_id: int, image_png: bytes, labels: list[str]) -> None:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import streamlit as st
 
 from core.describe import describe
+from core.errors import error_line
 from core.settings import Settings, SettingsError, load_settings
 from db.migrate import current_revision, head_revision
+from jobs.errors import JobNotFound
 from jobs.images import image_png, image_preview, image_thumbnail, working_rgb
+from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
-
-
-class AppUnavailable(RuntimeError):
-    """The app cannot reach a usable database; the message says what to do."""
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -36,7 +35,7 @@ def get_services() -> Services:
     try:
         revision = current_revision(services.database)
     except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to a person
-        st.error(f"The database cannot be reached ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+        st.error(f"The database cannot be reached ({error_line(exc)}). "
                  "Check CHATEDIT_DATABASE_URL and that the server is running.")
         st.stop()
     if revision != head_revision():
@@ -44,10 +43,6 @@ def get_services() -> Services:
                  "Run `chatedit init` (or start the app with `chatedit serve`, which does it).")
         st.stop()
     return services
-
-
-def settings_of(services: Services) -> Settings:
-    return services.settings
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -105,13 +100,16 @@ def when(value: Any) -> str:
     return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
-                "failed": ":material/error:", "cancelled": ":material/cancel:"}
+STATUS_ICONS = {JobStatus.QUEUED: ":material/schedule:", JobStatus.RUNNING: ":material/autorenew:",
+                JobStatus.SUCCEEDED: ":material/check_circle:", JobStatus.FAILED: ":material/error:",
+                JobStatus.CANCELLED: ":material/cancel:"}
+#: How often a watched job is read again, in seconds.
+POLL_S = 0.5
 
 
-def job_progress(services: Services, job: Any, doing: str) -> None:
+def job_progress(services: Services, job: JobRecord, doing: str) -> None:
     """A queued or running job's progress bar; a queued one says so when no worker serves its lane."""
-    if job.status.value == "queued":
+    if job.status is JobStatus.QUEUED:
         heartbeat = max(15.0, 3 * services.settings.worker_heartbeat_seconds)
         alive = [w for w in services.queue.workers(alive_within_s=heartbeat) if job.lane in w.lanes]
         text = f"{doing}: waiting for a worker…" if alive else (
@@ -122,3 +120,43 @@ def job_progress(services: Services, job: Any, doing: str) -> None:
         st.progress(min(1.0, max(0.0, job.progress)),
                     text=f"{doing}… {job.progress:.0%} · {job.progress_message or 'running'}"
                     + (" · stopping…" if job.cancel_requested else ""))
+
+
+@st.fragment(run_every=POLL_S)
+def watch_job(job_id: int, *, doing: str | Callable[[JobRecord], str],
+              on_end: Callable[[JobRecord | None], None] | None = None, cancellable: bool = True,
+              preview: Callable[[Services, JobRecord], bytes | None] | None = None) -> None:
+    """A job being watched, for every page: its progress, Cancel, and the whole page again when it ends.
+
+    Only this fragment runs again while the job is queued or running, so the rest of the page
+    keeps still. ``on_end`` gets the finished job (``None`` when it is gone) and records what
+    the page should show next, in session state or the database; then the whole page runs
+    (with no ``on_end``, the page reads the outcome itself).
+    ``doing`` names the work in the progress bar (or says it from the job); ``preview`` gives
+    a picture to show beside the bar while it runs, or ``None``.
+    """
+    services = get_services()
+    try:
+        job = services.queue.get(job_id)
+    except JobNotFound:
+        _ended(on_end, None)
+    if job.terminal:
+        _ended(on_end, job)
+    label = doing if isinstance(doing, str) else doing(job)
+    picture = preview(services, job) if preview is not None and job.status is JobStatus.RUNNING else None
+    if picture is None:
+        job_progress(services, job, label)
+    else:
+        bar, beside = st.columns([3, 1], vertical_alignment="center")
+        with bar:
+            job_progress(services, job, label)
+        beside.image(picture, caption="Preview", width="stretch")
+    if cancellable and st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
+        services.queue.cancel(job_id)
+        st.rerun(scope="fragment")
+
+
+def _ended(on_end: Callable[[JobRecord | None], None] | None, job: JobRecord | None) -> NoReturn:
+    if on_end is not None:
+        on_end(job)
+    st.rerun(scope="app")

@@ -14,7 +14,15 @@ import streamlit as st
 
 from app.ui import chat, segments
 from app.ui import selection as sel
-from app.ui.common import command_summary, get_services, job_progress, png_download, png_of, preview_of, rgb_of
+from app.ui.common import (
+    command_summary,
+    get_services,
+    png_download,
+    png_of,
+    preview_of,
+    rgb_of,
+    watch_job,
+)
 from app.ui.compare import image_size, render_compare
 from app.ui.history_tree import render_tree, step_kind
 from app.ui.samples import SAMPLES, sample_png
@@ -39,6 +47,7 @@ from jobs.histories import (
     start_history,
 )
 from jobs.images import clean_upload, store_loaded, store_upload
+from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
 from jobs.user_settings import (
     InvalidPreferences,
@@ -49,8 +58,7 @@ from jobs.user_settings import (
 )
 
 #: Session keys of the open history; reset when another history opens.
-PER_HISTORY = ("job_id", "result_step_id", "job_notice", "board_source", "redo_steps")
-POLL_S = 0.5
+PER_HISTORY = ("job_id", "result_step_id", "job_notice", "redo_steps")
 #: What the uploaders accept (``core.images`` checks the bytes themselves).
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
 #: Session key of the `generate` job being watched.
@@ -241,7 +249,7 @@ def _generate_sidebar(services: Services) -> None:
         return
     job_id = st.session_state.get(GENERATE_JOB)
     if job_id is not None:
-        _generate_panel(job_id)
+        watch_job(job_id, doing="Generating", on_end=_generate_ended)
         return
     with st.form("generate", clear_on_submit=False, border=False):
         prompt = st.text_area("Describe the picture", value=st.session_state.get(GENERATE_PROMPT, ""),
@@ -263,29 +271,18 @@ def _generate_sidebar(services: Services) -> None:
         st.error(st.session_state.pop("generate_error"))
 
 
-@st.fragment(run_every=POLL_S)
-def _generate_panel(job_id: int) -> None:
-    """The `generate` job's progress and Cancel; when it succeeds its history opens, else the reason is shown."""
-    services = get_services()
-    try:
-        job = services.queue.get(job_id)
-    except JobNotFound:
-        st.session_state.pop(GENERATE_JOB, None)
-        st.rerun(scope="app")
-    if job.terminal:
-        st.session_state.pop(GENERATE_JOB, None)
-        if job.status.value == "succeeded" and job.result and job.result.get("history_id") is not None:
-            st.session_state.pop(GENERATE_PROMPT, None)
-            open_history(int(job.result["history_id"]))
-        elif job.status.value == "cancelled":
-            st.session_state["generate_error"] = "Generating was cancelled."
-        else:
-            st.session_state["generate_error"] = f"Generating failed: {job.error_message or 'no reason given'}"
-        st.rerun(scope="app")
-    job_progress(services, job, "Generating")
-    if st.button("Cancel", key=f"cancel_generate_{job_id}", disabled=job.cancel_requested):
-        services.queue.cancel(job_id)
-        st.rerun(scope="fragment")
+def _generate_ended(job: JobRecord | None) -> None:
+    """The `generate` job ended: its history opens, else the sidebar says why (the prompt stays, to try again)."""
+    st.session_state.pop(GENERATE_JOB, None)
+    if job is None:
+        return
+    if job.status is JobStatus.SUCCEEDED and job.result and job.result.get("history_id") is not None:
+        st.session_state.pop(GENERATE_PROMPT, None)
+        open_history(int(job.result["history_id"]))
+    elif job.status is JobStatus.CANCELLED:
+        st.session_state["generate_error"] = "Generating was cancelled."
+    else:
+        st.session_state["generate_error"] = f"Generating failed: {job.error_message or 'no reason given'}"
 
 
 def _current_history(services: Services) -> int | None:
@@ -319,7 +316,7 @@ def _resume_last_job(services: Services, history_id: int) -> None:
         return
     if not job.terminal:
         st.session_state["job_id"] = job_id
-    elif job.status.value == "succeeded" and job.result and job.result.get("step_id") != base_step_id(services,
+    elif job.status is JobStatus.SUCCEEDED and job.result and job.result.get("step_id") != base_step_id(services,
                                                                                                        history_id):
         st.session_state["result_step_id"] = job.result.get("step_id")
 
@@ -490,7 +487,7 @@ def _images(services: Services, history_id: int, base: Any, steps: list[Any], sh
         st.subheader("Result")
         job_id = st.session_state.get("job_id")
         if job_id is not None:
-            _job_panel(job_id)
+            watch_job(job_id, doing=lambda job: _noun(job).capitalize(), on_end=_edit_ended, preview=_edit_preview)
         elif result is not None:
             assert result.image_id is not None
             shown_result = preview_of(services, result.image_id)
@@ -575,33 +572,28 @@ def done_sentence(result: dict[str, Any]) -> str:
     return " ".join([text, *(str(note) for note in result.get("notes") or [])])
 
 
-@st.fragment(run_every=POLL_S)
-def _job_panel(job_id: int) -> None:
-    """The running edit: progress from the worker, Cancel; on the end, the page shows the result or the reason."""
-    services = get_services()
-    job = services.queue.get(job_id)
-    noun = "face swap" if job.kind == SWAP_FACE_KIND else "edit"
-    if job.terminal:
-        st.session_state.pop("job_id", None)
-        if job.status.value == "succeeded" and job.result:
-            st.session_state["result_step_id"] = job.result.get("step_id")
-            st.session_state["job_notice"] = ("ok", done_sentence(job.result))
-        elif job.status.value == "cancelled":
-            st.session_state["job_notice"] = ("error", f"The {noun} was cancelled; the base is unchanged.")
-        else:
-            st.session_state["job_notice"] = ("error", f"The {noun} failed: {job.error_message or 'no reason given'}")
-        st.rerun(scope="app")
-    preview = latest_preview_key(services, job_id) if job.status.value == "running" else None
-    if preview is None:
-        job_progress(services, job, noun.capitalize())
+def _noun(job: JobRecord) -> str:
+    return "face swap" if job.kind == SWAP_FACE_KIND else "edit"
+
+
+def _edit_ended(job: JobRecord | None) -> None:
+    """The edit ended: the page shows its result, or the reason there is none."""
+    st.session_state.pop("job_id", None)
+    if job is None:
+        st.session_state["job_notice"] = ("error", "The job is gone; the base is unchanged.")
+    elif job.status is JobStatus.SUCCEEDED and job.result:
+        st.session_state["result_step_id"] = job.result.get("step_id")
+        st.session_state["job_notice"] = ("ok", done_sentence(job.result))
+    elif job.status is JobStatus.CANCELLED:
+        st.session_state["job_notice"] = ("error", f"The {_noun(job)} was cancelled; the base is unchanged.")
     else:
-        bar, picture = st.columns([3, 1], vertical_alignment="center")
-        with bar:
-            job_progress(services, job, noun.capitalize())
-        picture.image(services.blobs.get(preview), caption="Preview", width="stretch")
-    if st.button("Cancel", key=f"cancel_{job_id}", disabled=job.cancel_requested):
-        services.queue.cancel(job_id)
-        st.rerun(scope="fragment")
+        st.session_state["job_notice"] = ("error", f"The {_noun(job)} failed: {job.error_message or 'no reason given'}")
+
+
+def _edit_preview(services: Services, job: JobRecord) -> bytes | None:
+    """The worker's latest preview of the running diffusion, if it made one."""
+    key = latest_preview_key(services, job.id)
+    return None if key is None else services.blobs.get(key)
 
 
 # ---------------------------------------------------------------- chat

@@ -12,6 +12,7 @@ from app.ui.common import STATUS_ICONS, command_summary, get_services, png_downl
 from app.ui.editor import deleted_notice
 from app.ui.history_tree import render_tree
 from app.ui.navigation import EDITOR
+from core.errors import first_text_line
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import JobNotFound
 from jobs.gallery import (
@@ -26,6 +27,7 @@ from jobs.gallery import (
     set_last_job,
 )
 from jobs.histories import HistoryNotFound, StepRecord, get_history, history_steps
+from jobs.queue import JobStatus
 from jobs.services import Services
 
 COLUMNS = 3
@@ -106,8 +108,8 @@ def _card(services: Services, card: HistoryCard) -> None:
                   else "no edit run yet")
         st.caption(f"{card.owner_name} · {when(card.updated_at)} · {card.step_count} step"
                    f"{'s' if card.step_count != 1 else ''} · {status}")
-        if card.last_status == "failed" and card.last_error:
-            st.markdown(f":red[{card.last_error.splitlines()[0][:160]}]")
+        if card.last_status is JobStatus.FAILED and card.last_error:
+            st.markdown(f":red[{first_text_line(card.last_error)[:160]}]")
         buttons = st.container(horizontal=True)  # as wide as their labels, wrapping on narrow cards
         if buttons.button("Open", key=f"open_{card.id}"):
             st.query_params["open"] = str(card.id)

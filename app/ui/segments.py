@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from app.ui.common import watch_job
 from core.masks import resize_labels
 from core.segmentation import SegmenterError, read_metadata
 from core.segmentation.default_segmenter import segmenter_in_use
 from core.segmentation.label_maps import voc_palette
 from jobs.errors import JobNotFound
+from jobs.queue import JobStatus
 from jobs.segmentation import (
     SegmentationNotFound,
     SegmentationRecord,
@@ -28,7 +30,6 @@ from jobs.segmentation import (
 from jobs.services import Services
 
 SEGMENT_KIND = "segment"
-POLL_S = 0.5
 #: Session keys: image id → segment job id; (image id, model id) → SegmentationRecord; the overlay toggle.
 JOBS = "segment_jobs"
 RECORDS = "segment_records"
@@ -99,7 +100,7 @@ def parts_of(services: Services, image_id: int) -> PartsState:
         return PartsState(configured=True, problem="The segmentation job disappeared; reload the page to try again.")
     if not job.terminal:
         return PartsState(configured=True, job_id=job_id)
-    if job.status.value == "succeeded" and job.result:
+    if job.status is JobStatus.SUCCEEDED and job.result:
         try:
             record = load_segmentation(services, int(job.result["segmentation_id"]))
         except (SegmentationNotFound, KeyError, TypeError, ValueError):
@@ -107,7 +108,7 @@ def parts_of(services: Services, image_id: int) -> PartsState:
                               problem="The segmentation finished but its label map cannot be read.")
         records[(image_id, record.model_id)] = record
         return PartsState(configured=True, record=record)
-    if job.status.value == "cancelled":
+    if job.status is JobStatus.CANCELLED:
         return PartsState(configured=True, job_id=job_id, problem="Finding the parts was cancelled.")
     return PartsState(configured=True, job_id=job_id,
                       problem=f"Finding the parts failed: {job.error_message or 'no reason given'}")
@@ -149,21 +150,6 @@ def chips_markdown(record: SegmentationRecord) -> str:
                     else f":gray-badge[{name} · <1%]" for name in names)
 
 
-@st.fragment(run_every=POLL_S)
-def progress_panel(job_id: int) -> None:
-    """The segment job's progress; when it ends, the whole page runs again to show the parts."""
-    from app.ui.common import get_services, job_progress
-
-    services = get_services()
-    try:
-        job = services.queue.get(job_id)
-    except JobNotFound:
-        st.rerun(scope="app")
-    if job.terminal:
-        st.rerun(scope="app")
-    job_progress(services, job, "Finding the parts of this image")
-
-
 def render_parts(image_id: int, state: PartsState) -> Any:
     """The parts strip above the images: progress, the chips and the overlay toggle, or the problem."""
     if not state.configured:
@@ -182,4 +168,5 @@ def render_parts(image_id: int, state: PartsState) -> Any:
             st.rerun()
         return
     assert state.job_id is not None
-    progress_panel(state.job_id)
+    # When it ends the whole page runs again, and ``parts_of`` reads the job's outcome.
+    watch_job(state.job_id, doing="Finding the parts of this image", cancellable=False)

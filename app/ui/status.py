@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.ui.common import get_services, when
 from app.ui.settings import PLANNER_ABOUT, editor_rows, planner_problem
+from core.errors import first_text_line
 from core.segmentation import SegmenterError, read_metadata
 from core.segmentation.default_segmenter import segmenter_in_use
 from core.settings import LANES, Settings
@@ -70,7 +71,7 @@ def _live(services: Services) -> None:
         st.caption("No job failed in the last 7 days.")
     else:
         st.table([{"job": j.id, "kind": j.kind, "lane": j.lane, "when": when(j.finished_at),
-                       "error": (j.error_message or j.error_type or "").splitlines()[0][:200]} for j in failed],
+                       "error": first_text_line(j.error_message or j.error_type)[:200]} for j in failed],
                      )
 
 

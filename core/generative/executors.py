@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import first_line
 from core.generative.compositing import (
     canny,
     composite,
@@ -186,7 +187,7 @@ class _Diffusion:
             except _StopDenoising:
                 raise GenerationInterrupted(self.steps_run, self.steps) from None
             except (ValueError, RuntimeError, TypeError) as exc:
-                raise GenerationFailed(f"The {self.task} model could not run: {str(exc).strip().splitlines()[0]}") from exc
+                raise GenerationFailed(f"The {self.task} model could not run: {first_line(exc)}") from exc
             total = int(getattr(pipe, "num_timesteps", 0) or self.steps)
             if getattr(pipe, "interrupt", False) or self.hooks.should_stop():
                 raise GenerationInterrupted(self.steps_run, total)

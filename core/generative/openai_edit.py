@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.commands import Command
+from core.errors import first_line
 from core.generative.compositing import composite, feathered_alpha, resize
 from core.generative.errors import GenerationFailed
 from core.generative.executors import DEFAULT_REMOVE_PROMPT, GenerativeRun, StepHooks
@@ -75,8 +76,7 @@ def openai_edit(image: np.ndarray, mask: np.ndarray, prompt: str, params: dict[s
                                       mask=("mask.png", mask_png, "image/png"), prompt=prompt, n=1,
                                       size=f"{side}x{side}", **extra)
     except openai.OpenAIError as exc:
-        first_line = (hide_credentials(str(exc)).strip().splitlines() or [type(exc).__name__])[0]
-        raise GenerationFailed(f"The OpenAI image edit failed: {first_line}") from exc
+        raise GenerationFailed(f"The OpenAI image edit failed: {hide_credentials(first_line(exc))}") from exc
     data = response.data[0] if response.data else None
     if data is None or not data.b64_json:
         raise GenerationFailed("The OpenAI image edit answered without an image (b64_json).")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.backends import BACKEND_OF_TASK
+from core.errors import first_line
 from core.generative.devices import Placement, best_placement, free_vram_bytes
 from core.generative.errors import (
     ModelNotConfigured,
@@ -160,12 +161,6 @@ class PipelineRegistry:
             loaded = LoadedPipeline(key, pipe, self.placement)
             self._pipes[key] = loaded
             return loaded
-
-    def evict_all(self) -> None:
-        with self._lock:
-            self._pipes.clear()
-            self._controlnets.clear()
-            self._release_memory()
 
     # -- loading -------------------------------------------------------------------
 
@@ -352,7 +347,7 @@ def _single_file_class(task: str, sdxl: bool, controlnet: bool) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return text if text.endswith(".") else text + "."
 
 

@@ -3,7 +3,7 @@
 Why a grammar generated here, not the schema handed to the library: ``json_schema(labels)``
 stays the single source of truth, and every part of the grammar is read from it, but no
 library enforces all of it, and the validator is stricter than the schema in two places.
-Measured on the real schema (all 19 labels), see docs/benchmarks.md:
+What each library does with the real schema (docs/benchmarks.md has the runs):
 
 - ``uniqueItems`` (targets): llguidance refuses the keyword, xgrammar and outlines-core
   ignore it (``["Hair","Hair"]`` passes). Here targets are a *subset of the labels in the
@@ -18,11 +18,10 @@ The grammar also bounds the answer: 1 to ``max_commands`` commands (an empty ans
 ``advice`` command, as the system prompt says), texts up to ``max_text_chars``; its longest
 sentence is known (``max_bytes``), so a token budget at least that long is never cut short.
 
-Library choice, measured on this machine (2-core EPYC VM, per distinct label set, since
-the grammar is per image): compile 2-5 ms with llguidance vs 18-25 ms (512-token vocab)
-and 0.7-1.2 s (32k vocab) with xgrammar and 1.2-1.5 s (512) with outlines-core; mask
-13-42 µs/token (llguidance) vs 5-18 µs (xgrammar), both far below a forward pass. A
-3 MB wheel with no dependencies (xgrammar pulls triton and tvm-ffi). So: llguidance.
+Library choice (docs/benchmarks.md, "Planner"): the grammar is per image, so it is compiled
+while a person waits, and llguidance compiles it orders of magnitude sooner than xgrammar
+or outlines-core; its mask per token costs far less than a forward pass; and it is a small
+wheel with no dependencies (xgrammar pulls triton and tvm-ffi). So: llguidance.
 """
 
 from __future__ import annotations
@@ -53,13 +52,6 @@ _DECIMALS = 3
 
 class GrammarUnsupported(ValueError):
     """The JSON Schema uses something the grammar generator does not translate (it never drops a rule silently)."""
-
-
-class GrammarEngineMissing(RuntimeError):
-    """llguidance is not installed."""
-
-    def __init__(self) -> None:
-        super().__init__(f"Constrained decoding needs llguidance; install it with {INSTALL_HINT}.")
 
 
 @dataclass(frozen=True)
@@ -242,19 +234,17 @@ def complete_prefix(text: str) -> tuple[str, bool]:
 
 @lru_cache(maxsize=4)
 def _ll_tokenizer(tokenizer: Any, n_vocab: int, eos: int) -> Any:
-    try:
-        import llguidance.hf
-    except ModuleNotFoundError:
-        raise GrammarEngineMissing() from None
+    import llguidance.hf
+
     return llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab, eos_token=eos)
 
 
 class GrammarConstraint:
-    """The tokenizer's view for llguidance, built once per model (about a second for a 150k vocabulary).
+    """The tokenizer's view for llguidance, built once per model (it walks the whole vocabulary).
 
     It also keeps what every request reuses instead of rebuilding it: the compiled grammar
-    and one fresh matcher per label set (a new ``LLMatcher`` costs ~3 ms, a ``deep_copy`` of
-    one ~1 µs), and the closing tokens as packed words.
+    and one fresh matcher per label set (copying a matcher is far cheaper than making one),
+    and the closing tokens as packed words.
     """
 
     def __init__(self, tokenizer: Any, n_vocab: int, eos_token_id: int) -> None:
@@ -320,7 +310,7 @@ class CommandMasker:
     every token the row's grammar does not allow next; :meth:`advance` consumes the token
     each row got and returns the tokens the grammar *forces* after it (``{"command":"``
     after ``[``, the rest of a label after its first letters...), which the decoder appends
-    without asking the model: on this grammar about 40% of an answer's tokens are
+    without asking the model: on this grammar a large share of an answer's tokens are
     forced, and each one skipped is a forward pass saved. A row whose grammar can only end
     gets its end token the same way.
 
@@ -328,7 +318,7 @@ class CommandMasker:
     precomputed address and expanded to one bool per token through a 256-row table (one
     ``take``); nothing is allocated per step. The rows go to llguidance's thread pool only
     when it has more than one thread: with one, the pool is a handoff to another thread and
-    nothing in parallel (slower, measured on 2 cores; see docs/benchmarks.md).
+    nothing in parallel, and the handoffs cost more than the mask.
 
     When a row's budget left reaches the grammar's reserve, the row, if it may close
     something, must: its answer ends with the commands it has, instead of being cut.

@@ -1,9 +1,9 @@
 """The local planner's decode loop: one forward pass per *chosen* token, none for a forced one.
 
 Why not transformers' ``generate``: it makes one forward pass per token, and under the
-command grammar about 40% of an answer's tokens are forced (``{"command":"`` after
+command grammar a large share of an answer's tokens are forced (``{"command":"`` after
 ``[``, ``","paras":[`` after a command's name, the end of a label after its first letters),
-so 40% of its forward passes only confirm what the grammar already decided. Here a
+and each of their forward passes only confirms what the grammar already decided. Here a
 row's forced tokens are appended with its chosen token and go through the model together,
 in one pass (SGLang calls this jump-forward decoding). Rows of a batch that append
 different numbers of tokens are padded *after* their tokens, masked out by the attention

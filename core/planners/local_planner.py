@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.commands import CommandsNotFound, extract_commands, validate
+from core.errors import first_line
 from core.planners.base import (
     ChatTurn,
     Language,
@@ -106,7 +107,7 @@ class LocalPlanner:
             model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
-                                     f"{str(exc).splitlines()[0]}") from None
+                                     f"{first_line(exc)}") from None
         if adapter:
             try:
                 from peft import PeftModel
@@ -114,7 +115,7 @@ class LocalPlanner:
                 model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
             except (OSError, ValueError) as exc:
                 raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM_ADAPTER={adapter!r}: "
-                                         f"{str(exc).splitlines()[0]}") from None
+                                         f"{first_line(exc)}") from None
         model.to(device).eval()
         return cls(model, tokenizer, model_id=model_id, adapter=adapter, **options)
 
@@ -130,7 +131,7 @@ class LocalPlanner:
         return self._constraint
 
     def grammar(self, labels: Sequence[str]) -> CommandGrammar:
-        """The grammar for these labels, kept: building it (~2.5 ms) is a step's worth of a small model, every call."""
+        """The grammar for these labels, kept: building it costs about a decoding step of a small model, every call."""
         key = (tuple(labels), self.max_commands, self.max_text_chars)
         if key not in self._grammars:
             if len(self._grammars) >= 64:  # a handful of label sets per session; never grow without bound

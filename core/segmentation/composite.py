@@ -17,18 +17,16 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from core.errors import first_line
 from core.segmentation.body_parts import LABELS, derive_parts
 from core.segmentation.errors import InvalidSegmenter, SegmenterNotFound
 from core.segmentation.model_runner import ModelRunner
 from core.segmentation.perception import FACE_DETECTOR, FACE_MESH, MODEL_OUTPUTS, POSE, SELFIE, observe
-from core.segmentation.processing import summarise_labels
-
-if TYPE_CHECKING:
-    from core.segmentation.runtime import SegmentationResult
+from core.segmentation.runtime import SegmentationResult, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +158,7 @@ def _read_manifest(folder: str, mtime_ns: int, size: int) -> CompositeManifest:
         raise InvalidSegmenter(path, str(exc).rstrip(".")) from None
 
 
-class CompositeSegmenter:
+class CompositeSegmenter(Segmenter):
     """Image in, label map out, through the networks and the derived parts. Build it with :func:`load_composite`."""
 
     def __init__(self, path: Path, manifest: CompositeManifest, runners: Mapping[str, ModelRunner]) -> None:
@@ -169,22 +167,10 @@ class CompositeSegmenter:
         self._runners = dict(runners)
         self.provider = str(getattr(runners[POSE], "provider", "CPUExecutionProvider"))
 
-    @property
-    def model_id(self) -> str:
-        return self.metadata.model_id
-
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return self.metadata.label_names
-
     def segment(self, rgb: np.ndarray, *, min_share: float = PART_MIN_SHARE) -> SegmentationResult:
         """Label every pixel of an H×W×3 uint8 image; notes say what could not be found and why."""
-        from core.segmentation.runtime import SegmentationResult
-
         label_map, notes = segment_with(self._runners, rgb)
-        summary = summarise_labels(label_map, self.label_names, min_share)
-        return SegmentationResult(label_map=label_map, label_names=self.label_names, present=summary.present,
-                                  shares=summary.shares, ids=summary.ids, notes=notes)
+        return self._result(label_map, min_share, notes)
 
 
 def segment_with(runners: Mapping[str, ModelRunner], rgb: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -235,8 +221,7 @@ def _runners(path: Path, manifest: CompositeManifest) -> dict[str, ModelRunner]:
         try:
             runner = OnnxRunner(data, name=name)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad models
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidSegmenter(path, f"onnxruntime cannot load {source.file} ({first_line})") from None
+            raise InvalidSegmenter(path, f"onnxruntime cannot load {source.file} ({first_line(exc)})") from None
         missing = [o for o in MODEL_OUTPUTS[name] if o not in runner.output_names]
         if missing:
             raise InvalidSegmenter(path, f"its network {source.file} lacks the outputs {missing}")

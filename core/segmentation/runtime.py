@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.errors import first_line
 from core.segmentation.errors import InvalidSegmenter, SegmenterNotFound
 from core.segmentation.metadata import INPUT_NAME, SegmenterMetadata, read_metadata
 from core.segmentation.processing import (
@@ -28,7 +29,7 @@ from core.segmentation.processing import (
 if TYPE_CHECKING:
     import onnxruntime
 
-    from core.segmentation.composite import CompositeSegmenter
+    from core.segmentation.composite import CompositeManifest, CompositeSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,13 @@ def choose_providers(available: list[str]) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
-class OnnxSegmenter:
-    """An exported segmenter: image in, label map out. Build it with :func:`load_segmenter`."""
+class Segmenter:
+    """What every kind of segmenter shares: a model id and label names from its metadata, and its result."""
 
-    def __init__(self, path: Path, metadata: SegmenterMetadata, session: onnxruntime.InferenceSession) -> None:
-        self.path = path
-        self.metadata = metadata
-        self._session = session
-        self.provider = session.get_providers()[0]
+    path: Path
+    metadata: SegmenterMetadata | CompositeManifest
+    #: The onnxruntime execution provider it runs on.
+    provider: str
 
     @property
     def model_id(self) -> str:
@@ -75,6 +75,21 @@ class OnnxSegmenter:
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.metadata.label_names
+
+    def _result(self, label_map: np.ndarray, min_share: float, notes: tuple[str, ...] = ()) -> SegmentationResult:
+        summary = summarise_labels(label_map, self.label_names, min_share)
+        return SegmentationResult(label_map=label_map, label_names=self.label_names, present=summary.present,
+                                  shares=summary.shares, ids=summary.ids, notes=notes)
+
+
+class OnnxSegmenter(Segmenter):
+    """An exported segmenter: image in, label map out. Build it with :func:`load_segmenter`."""
+
+    def __init__(self, path: Path, metadata: SegmenterMetadata, session: onnxruntime.InferenceSession) -> None:
+        self.path = path
+        self.metadata = metadata
+        self._session = session
+        self.provider = session.get_providers()[0]
 
     def logits(self, pixel_values: np.ndarray) -> np.ndarray:
         """The raw N×C×h×w logits for preprocessed input."""
@@ -88,10 +103,7 @@ class OnnxSegmenter:
         """Label every pixel of an H×W×3 uint8 image and list the labels present."""
         height, width = np.asarray(rgb).shape[:2]
         logits = self.logits(preprocess(rgb, self.metadata.preprocessing))
-        label_map = upsample_argmax(logits[0], height, width)
-        summary = summarise_labels(label_map, self.label_names, min_share)
-        return SegmentationResult(label_map=label_map, label_names=self.label_names, present=summary.present,
-                                  shares=summary.shares, ids=summary.ids)
+        return self._result(upsample_argmax(logits[0], height, width), min_share)
 
 
 _sessions: dict[tuple[str, int, int], OnnxSegmenter] = {}
@@ -126,15 +138,14 @@ def _new_session(path: Path) -> onnxruntime.InferenceSession:
     providers = choose_providers(ort.get_available_providers())
     options = ort.SessionOptions()
     # Idle intra-op threads would otherwise spin for a while after each run, taking CPU from
-    # whatever the worker runs next (torch, another job's thread) for no gain measured here.
+    # whatever the worker runs next (torch, another job's thread), and spinning makes no run faster.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except FileNotFoundError:
         raise SegmenterNotFound(path) from None
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad models
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidSegmenter(path, f"onnxruntime cannot load it ({first_line})") from None
+        raise InvalidSegmenter(path, f"onnxruntime cannot load it ({first_line(exc)})") from None
     if providers[0] == CUDA and session.get_providers()[0] != CUDA:
         log.warning("CUDA is available to onnxruntime but the session for %s runs on %s", path,
                     session.get_providers()[0])
@@ -143,11 +154,3 @@ def _new_session(path: Path) -> onnxruntime.InferenceSession:
         raise InvalidSegmenter(path, f"its inputs are {inputs}, not [{INPUT_NAME!r}]")
     return session
 
-
-def clear_sessions() -> None:
-    """Forget every loaded session (tests; a worker never needs this)."""
-    from core.segmentation.composite import clear_loaded
-
-    with _sessions_lock:
-        _sessions.clear()
-    clear_loaded()
