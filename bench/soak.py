@@ -502,8 +502,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def soak_settings(database_url: str, data_dir: Path) -> Settings:
+    # The soak queues all its jobs at once as one person: no per-person limit.
     return load_settings(data_dir=data_dir, database_url=database_url, job_max_attempts=MAX_ATTEMPTS,
-                         **WORKER_SETTINGS)
+                         max_queued_jobs_per_person=0, **WORKER_SETTINGS)
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

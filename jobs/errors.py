@@ -21,6 +21,36 @@ class InvalidJobRequest(JobError, ValueError):
         self.data = data
 
 
+class TooManyQueuedJobs(InvalidJobRequest):
+    """An enqueue that would leave one person with more queued jobs than CHATEDIT_MAX_QUEUED_JOBS_PER_PERSON allows.
+
+    Refused whole: nothing of the request is queued, so a retry later asks for exactly the same.
+    """
+
+    def __init__(self, owner_id: int, queued: int, limit: int, adding: int = 1) -> None:
+        setting = "CHATEDIT_MAX_QUEUED_JOBS_PER_PERSON"
+        if adding > 1 and queued == 0:
+            message = (f"These {adding} jobs are more than the {limit} one person may queue at once ({setting}); "
+                       "queue fewer at a time.")
+        elif adding > 1:
+            message = (f"You already have {_jobs(queued)} waiting, and these {adding} would make {queued + adding}, "
+                       f"more than the {limit} one person may queue ({setting}); wait for some to finish or cancel "
+                       "them, or queue fewer at a time.")
+        else:
+            most = "the most" if queued == limit else f"more than the {limit}"
+            message = (f"You already have {_jobs(queued)} waiting, {most} one person may queue ({setting}); "
+                       "wait for some to finish or cancel them.")
+        super().__init__(message, owner_id=owner_id, queued=queued, limit=limit, adding=adding)
+        self.owner_id = owner_id
+        self.queued = queued
+        self.limit = limit
+        self.adding = adding
+
+
+def _jobs(count: int) -> str:
+    return "1 job" if count == 1 else f"{count} jobs"
+
+
 class RetryableError(Exception):
     """Raised by a handler for a failure that may pass on its own (a busy GPU, a flaky network)."""
 

@@ -10,6 +10,13 @@ trigger enforces that too).
 Claim order within a lane: priority (higher first), then fair rank (round-robin across
 owners), then age. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` and wakes workers
 with NOTIFY; SQLite runs the same claim inside ``BEGIN IMMEDIATE``.
+
+Fair use: an enqueue may not leave one owner with more than ``max_queued_per_owner`` queued
+jobs. It counts them while holding a lock on the owner (PostgreSQL: a transaction-level
+advisory lock; SQLite: the write lock of ``BEGIN IMMEDIATE``), so two enqueues racing for the
+last place cannot both take it. Only an enqueue is refused: a worker's retry, a job handed
+back at shutdown and the reaper's re-queue put an existing job back in the queue (where it
+counts again) and are never refused.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +39,7 @@ from core.text import UnsafeText, check_json, clean_text
 from db.engine import Database
 from db.models import JOB_LANES, LOCAL_USER_ID, Job, JobOutput, WorkerRecord
 from db.types import UTCDateTime, utcnow
-from jobs.errors import InvalidJobRequest, JobNotFound, PermanentError, RetryableError
+from jobs.errors import InvalidJobRequest, JobNotFound, PermanentError, RetryableError, TooManyQueuedJobs
 from jobs.registry import check_payload
 
 NOTIFY_CHANNEL = "chatedit_jobs"
@@ -40,6 +48,9 @@ CANCEL_PREFIX = "cancel:"
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 1000
 _INT32_MAX = 2**31 - 1
+#: The first key of the PostgreSQL advisory lock an enqueue holds per owner (the second is the owner's id);
+#: two-key advisory locks never collide with the one-key lock of the migrations.
+_OWNER_LOCK_SPACE = 0x43455155
 
 jobs_t: sa.Table = Job.__table__  # type: ignore[assignment]
 outputs_t: sa.Table = JobOutput.__table__  # type: ignore[assignment]
@@ -226,6 +237,8 @@ class JobQueue:
     clock: Callable[[], datetime] = utcnow
     default_max_attempts: int = 3
     rng: random.Random = field(default_factory=random.Random)
+    #: Most jobs one owner may have queued at once (0: no limit); see the module's docstring.
+    max_queued_per_owner: int = 0
 
     def __post_init__(self) -> None:
         self._insert = postgresql.insert if self.database.is_postgres else sqlite.insert
@@ -252,18 +265,37 @@ class JobQueue:
         """Queue several jobs in one transaction, with one INSERT for the batch; returns their ids in order.
 
         One job on PostgreSQL (a click in the app) is one statement that ranks, inserts
-        and notifies, committed on its own: a single round trip before workers wake.
+        and notifies, committed on its own: a single round trip before workers wake. With a
+        per-owner limit it runs after the owner's advisory lock, in the same transaction: a
+        statement's snapshot is taken when it starts, so the count must come after the lock.
+
+        Raises ``TooManyQueuedJobs`` when the batch would leave an owner with more queued jobs
+        than ``max_queued_per_owner``; then nothing of the batch is queued. A retry asked for
+        with :meth:`retry` is a new job and counts like any other.
         """
         specs = list(specs)
         if not specs:
             return []
         now = self.clock()
-        if len(specs) == 1 and self.database.is_postgres:
-            row = self._job_row(specs[0], now, retry_of)
-            with self.database.autocommit() as conn:
-                return [conn.execute(self._sql.enqueue_one, {f"p_{k}": v for k, v in row.items()}).scalar_one()]
+        # Every spec is checked before a lock is taken: a malformed request never waits for one, nor holds it.
+        rows = [self._job_row(spec, now, retry_of) for spec in specs]
+        limit = self.max_queued_per_owner
+        if len(rows) == 1 and self.database.is_postgres:
+            params = {f"p_{k}": v for k, v in rows[0].items()}
+            if not limit:
+                with self.database.autocommit() as conn:
+                    return [conn.execute(self._sql.enqueue_one, params).scalar_one()]
+            owner_id = rows[0]["owner_id"]
+            with self.database.write() as conn:
+                self._lock_owners(conn, [owner_id])
+                job_id = conn.execute(self._sql.enqueue_one_within, {**params, "p_limit": limit}).scalar()
+                if job_id is None:
+                    raise TooManyQueuedJobs(owner_id, self._queued_of(conn, [owner_id])[owner_id], limit)
+                return [job_id]
         with self.database.write() as conn:
-            rows = self._job_rows(conn, specs, now, retry_of)
+            if limit:
+                self._check_room(conn, rows, limit)
+            self._rank(conn, rows)
             ids = list(conn.execute(self._sql.insert_job, rows).scalars())
             for lane in sorted({spec.lane for spec in specs}):
                 self._notify(conn, lane)
@@ -296,29 +328,50 @@ class JobQueue:
             created_at=now, updated_at=now, retry_of=retry_of,
         )
 
-    def _job_rows(
-        self, conn: Connection, specs: list[JobSpec], now: datetime, retry_of: int | None
-    ) -> list[dict[str, Any]]:
-        """Validated rows with their fair ranks (round-robin across owners by virtual time).
+    def _rank(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Give validated rows their fair ranks (round-robin across owners by virtual time).
 
         An owner's jobs get consecutive ranks, starting no lower than the lane's lowest
         queued rank, so a newcomer's job is not queued behind someone else's backlog.
         Two enqueues racing on PostgreSQL may give equal ranks; ties go by age.
         """
         next_rank: dict[tuple[int, str], int] = {}
-        rows = []
-        for spec in specs:
-            row = self._job_row(spec, now, retry_of)
-            key = (spec.owner_id, spec.lane)
+        for row in rows:
+            key = (row["owner_id"], row["lane"])
             if key not in next_rank:
                 owner_last, lane_lowest = conn.execute(
-                    self._sql.ranks, {"p_owner_id": spec.owner_id, "p_lane": spec.lane}
+                    self._sql.ranks, {"p_owner_id": row["owner_id"], "p_lane": row["lane"]}
                 ).one()
                 next_rank[key] = max(0 if owner_last is None else owner_last + 1, lane_lowest or 0)
             row["fair_rank"] = next_rank[key]
             next_rank[key] += 1
-            rows.append(row)
-        return rows
+
+    def _check_room(self, conn: Connection, rows: list[dict[str, Any]], limit: int) -> None:
+        """Refuse the whole batch if it would leave any of its owners with more than ``limit`` queued jobs."""
+        adding = Counter(row["owner_id"] for row in rows)
+        self._lock_owners(conn, adding)
+        queued = self._queued_of(conn, adding)
+        for owner_id in sorted(adding):
+            if queued[owner_id] + adding[owner_id] > limit:
+                raise TooManyQueuedJobs(owner_id, queued[owner_id], limit, adding=adding[owner_id])
+
+    def _lock_owners(self, conn: Connection, owner_ids: Iterable[int]) -> None:
+        """PostgreSQL: hold each owner's enqueue lock until commit (in id order, so two batches cannot deadlock).
+
+        SQLite needs none: the write transaction (``BEGIN IMMEDIATE``) already admits one writer at a time.
+        """
+        if self.database.is_postgres:
+            for owner_id in sorted(set(owner_ids)):
+                conn.execute(self._sql.lock_owner, {"p_space": _OWNER_LOCK_SPACE, "p_owner_id": owner_id})
+
+    def _queued_of(self, conn: Connection, owner_ids: Iterable[int]) -> Counter[int]:
+        """How many queued jobs each of these owners has now (0 for one with none)."""
+        rows = conn.execute(
+            sa.select(c.owner_id, sa.func.count())
+            .where((c.status == _status(JobStatus.QUEUED)) & c.owner_id.in_(sorted(set(owner_ids))))
+            .group_by(c.owner_id)
+        )
+        return Counter({owner_id: count for owner_id, count in rows})
 
     def get(self, job_id: int) -> JobRecord:
         with self.database.read() as conn:
@@ -742,6 +795,21 @@ class _Statements:
                 .cte("ins")
             )
             self.enqueue_one = sa.select(inserted.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, inserted.c.lane))
+            # The same, inserting nothing (no row back) when the owner already has p_limit jobs queued;
+            # run only after lock_owner, in the same transaction.
+            owner_queued = (
+                sa.select(sa.func.count()).where(queued & (c.owner_id == p("p_owner_id"))).scalar_subquery()
+            )
+            within = (
+                sa.insert(jobs_t)
+                .from_select([col.name for col in _ENQUEUE_COLUMNS] + ["fair_rank"],
+                             sa.select(*values, rank).where(owner_queued < p("p_limit", type_=sa.Integer)))
+                .returning(c.id, c.lane)
+                .cte("ins")
+            )
+            self.enqueue_one_within = sa.select(within.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, within.c.lane))
+            self.lock_owner = sa.select(sa.func.pg_advisory_xact_lock(
+                sa.cast(p("p_space"), sa.Integer), sa.cast(p("p_owner_id"), sa.Integer)))
         self.next_due = sa.select(sa.func.min(c.run_after)).where(queued & c.lane.in_(p("p_lanes", expanding=True)))
 
         pick = (

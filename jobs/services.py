@@ -26,7 +26,8 @@ class Services:
             statement_timeout_s=settings.database_statement_timeout_seconds,
         )
         policy = RetryPolicy(base_delay_s=settings.retry_base_delay_seconds, max_delay_s=settings.retry_max_delay_seconds)
-        queue = JobQueue(database, policy=policy, default_max_attempts=settings.job_max_attempts)
+        queue = JobQueue(database, policy=policy, default_max_attempts=settings.job_max_attempts,
+                         max_queued_per_owner=settings.max_queued_jobs_per_person)
         blobs = make_blob_store(settings.blob_store, data_dir=settings.data_dir, database=database)
         return cls(settings=settings, database=database, blobs=blobs, queue=queue)
 

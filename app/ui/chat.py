@@ -33,6 +33,7 @@ from jobs.conversations import (
     messages,
     resolve_pending_plan,
 )
+from jobs.errors import InvalidJobRequest
 from jobs.planning import PlanningFailed, plan_request, submit_plan
 from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
@@ -102,7 +103,11 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
             record_failure(services, history_id, "the local planner needs a model: set CHATEDIT_LOCAL_LLM to an HF id "
                                                  "or a local directory, or choose another planner in Settings.")
             return
-        job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name)
+        try:
+            job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name)
+        except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
+            record_failure(services, history_id, f"nothing was queued. {exc}")
+            return
         add_pending_plan(services, history_id, job_id)  # kept with the history: a reload keeps watching the job
         return
     if name == "openai":

@@ -729,5 +729,8 @@ def _run(services: Services, history_id: int, base: Any, commands: list[dict[str
     except InvalidEdit as exc:
         st.error(f"These commands cannot run: {exc}")
         return
+    except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
+        st.error(f"{exc} Nothing was queued.")
+        return
     set_last_job(services, history_id, job_id)
     _watch(job_id)

@@ -14,7 +14,7 @@ from app.ui.history_tree import render_tree
 from app.ui.navigation import EDITOR
 from core.errors import first_text_line
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
-from jobs.errors import JobNotFound
+from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.gallery import (
     HistoryCard,
     base_step_id,
@@ -212,6 +212,8 @@ def _rerun(services: Services, history_id: int, step: StepRecord) -> None:
         job_id = submit_edit(services, request)
     except (JobNotFound, InvalidEdit) as exc:
         st.session_state["gallery_notice"] = ("error", f"This step cannot be re-run: {exc}")
+    except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
+        st.session_state["gallery_notice"] = ("error", f"{exc} Nothing was queued.")
     else:
         set_last_job(services, history_id, job_id)
         st.session_state["gallery_notice"] = ("ok", f"Queued again as job {job_id}; its result will be a new step "

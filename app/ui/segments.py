@@ -19,7 +19,7 @@ from core.masks import resize_labels
 from core.segmentation import SegmenterError, read_metadata
 from core.segmentation.default_segmenter import segmenter_in_use
 from core.segmentation.label_maps import voc_palette
-from jobs.errors import JobNotFound
+from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.queue import JobStatus
 from jobs.segmentation import (
     SegmentationNotFound,
@@ -91,7 +91,12 @@ def parts_of(services: Services, image_id: int) -> PartsState:
     jobs: dict[int, int] = st.session_state.setdefault(JOBS, {})
     job_id = jobs.get(image_id)
     if job_id is None:
-        jobs[image_id] = job_id = submit_segmentation(services, image_id)
+        try:
+            job_id = submit_segmentation(services, image_id)
+        except InvalidJobRequest as exc:
+            # Not remembered: the next run of the page asks again (e.g. once the person's queue has room).
+            return PartsState(configured=True, problem=f"Finding the parts was not queued. {exc}")
+        jobs[image_id] = job_id
         return PartsState(configured=True, job_id=job_id)
     try:
         job = services.queue.get(job_id)
