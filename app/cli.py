@@ -339,10 +339,11 @@ def jobs_retry(obj: dict[str, Any], job_id: int) -> None:
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules, so this file stays the foundation's commands."""
-    from app import cli_edit, cli_segmentation
+    from app import cli_edit, cli_segmentation, cli_users
 
     cli_edit.register(cli)
     cli_segmentation.register(cli)
+    cli_users.register(cli)
 
 
 _register_command_groups()

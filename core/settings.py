@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         15_000, ge=0, le=3_600_000, description="How long SQLite writers wait for the lock."
     )
+    max_queued_jobs_per_person: int = Field(
+        50, ge=0, le=1_000_000,
+        description="Most jobs one person may have queued (waiting, not yet running) at once; more are refused "
+                    "with a sentence. Retries and re-queues are never refused. 0: no limit.",
+    )
 
     # Uploads (core.images reads these as its caps).
     max_upload_bytes: int = Field(
@@ -141,6 +146,11 @@ class Settings(BaseSettings):
     eval_datasets: dict[str, Path] = Field(
         default_factory=dict,
         description='Datasets an eval_planner job may name, as JSON {"name": "file.json"} ("seed" is built in).',
+    )
+
+    # Accounts.
+    session_hours: int = Field(
+        12, ge=1, le=720, description="How long a sign-in lasts before the person signs in again, in hours."
     )
 
     # Serving.

@@ -19,9 +19,11 @@ TERMINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
 JOB_LANES = ("interactive", "gpu", "batch")
 CHAT_ROLES = ("system", "user", "assistant")
 
-#: Created by the first migration: owns everything until login lands.
+#: Created by the first migration: the admin everything acts as while sign-in is off.
 LOCAL_USER_ID = 1
 LOCAL_USER_NAME = "local"
+#: What a person may do is decided by their role (``jobs.permissions`` maps each to its permissions).
+USER_ROLES = ("admin", "editor", "reviewer", "viewer")
 
 
 def _created_at() -> Any:
@@ -33,15 +35,68 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 
 class User(SQLModel, table=True):
+    """A person (or the local user). Accounts are disabled, never deleted: the audit log and histories name them."""
+
     __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(f"role IN ({_quoted(USER_ROLES)})", name="ck_users_role"),
+        # Unique indexes rather than constraints: SQLite adds them to an existing table without rebuilding it.
+        sa.Index("ix_users_email", "email", unique=True),
+        sa.Index("ix_users_oidc", "oidc_issuer", "oidc_subject", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, nullable=False)
     display_name: str = Field(default="", max_length=128)
-    is_admin: bool = Field(default=False, nullable=False)
+    email: str | None = Field(default=None, max_length=254)
+    role: str = Field(default="editor", max_length=16, nullable=False,
+                      sa_column_kwargs={"server_default": "editor"})
+    #: A disabled account may do nothing and its sessions end; its rows stay.
+    active: bool = Field(default=True, nullable=False, sa_column_kwargs={"server_default": sa.true()})
+    #: An Argon2 hash (pwdlib); None: the account has no password (the local user, or sign-in by OIDC only).
+    password_hash: str | None = Field(default=None, max_length=255)
+    #: The OpenID provider's (issuer, subject) of a person who signs in through it; unique together.
+    oidc_issuer: str | None = Field(default=None, max_length=255)
+    oidc_subject: str | None = Field(default=None, max_length=255)
+    last_sign_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     #: The person's editing defaults (Settings page), checked by ``jobs.user_settings``; None: none set.
     preferences: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     created_at: datetime = _created_at()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser. Only the sha256 of its token is stored: a copy of the database signs nobody in."""
+
+    __tablename__ = "sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", nullable=False, index=True)
+    token_hash: str = Field(max_length=64, unique=True, nullable=False)
+    created_at: datetime = _created_at()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_seen_at: datetime = _created_at()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which object, and when. Append-only: a database trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_object", "object_type", "object_id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    at: datetime = _created_at()
+    #: None: nobody known (a failed sign-in under a name that may not exist).
+    actor_id: int | None = Field(default=None, foreign_key="users.id")
+    action: str = Field(max_length=64, nullable=False)
+    object_type: str = Field(max_length=64, nullable=False)
+    #: Text, so that an object named rather than numbered (a user name at sign-in) fits too.
+    object_id: str | None = Field(default=None, max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
 
 
 class Image(SQLModel, table=True):

@@ -72,6 +72,8 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         worker_poll_seconds=0.2,
         worker_shutdown_grace_seconds=2.0,
         retry_base_delay_seconds=0.2,
+        # The worker tests queue hundreds of jobs as one person; tests/test_fair_use.py tests the limit itself.
+        max_queued_jobs_per_person=1000,
         auto_install_segmenter=False,  # `chatedit serve` in a test never downloads the default segmenter
     )
 

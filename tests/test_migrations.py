@@ -14,7 +14,7 @@ from db.migrate import current_revision, downgrade, head_revision, upgrade
 from db.models import LOCAL_USER_ID, LOCAL_USER_NAME
 
 TABLES = {"users", "images", "segmentations", "histories", "steps", "chat_messages", "jobs", "job_outputs",
-          "workers", "blobs", "alembic_version"}
+          "workers", "blobs", "sessions", "audit_log", "alembic_version"}
 
 
 def test_empty_to_head_creates_every_table_and_the_local_user(db_url: str) -> None:
@@ -55,4 +55,24 @@ def test_the_claim_index_is_used_on_postgres_and_sqlite(db_url: str) -> None:
     upgrade(database)
     indexes = {ix["name"] for ix in sa.inspect(database.engine).get_indexes("jobs")}
     assert {"ix_jobs_claim", "ix_jobs_owner_rank", "ix_jobs_lane_rank", "ix_jobs_lease"} <= indexes
+    database.dispose()
+
+
+def test_a_single_user_0003_database_keeps_its_histories_with_the_local_user_now_admin(db_url: str) -> None:
+    database = Database(db_url)
+    assert upgrade(database, "0003") == "0003"
+    with database.write() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) VALUES "
+                             "(2, 'ann', 'Ann', true, CURRENT_TIMESTAMP), (3, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO images (id, sha256, width, height, format, byte_size, blob_key, created_by, "
+                             "created_at) VALUES (1, :h, 4, 4, 'PNG', 10, :h, 1, CURRENT_TIMESTAMP)"), {"h": "a" * 64})
+        conn.execute(sa.text("INSERT INTO histories (id, title, owner_id, created_at, updated_at) "
+                             "VALUES (1, 'portrait', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    assert upgrade(database) == head_revision()
+    with database.read() as conn:
+        users = conn.execute(sa.text("SELECT id, name, role, active, password_hash FROM users ORDER BY id")).all()
+        owner = conn.execute(sa.text("SELECT owner_id FROM histories WHERE id = 1")).scalar_one()
+    assert [tuple(u) for u in users] == [(LOCAL_USER_ID, LOCAL_USER_NAME, "admin", True, None),
+                                         (2, "ann", "admin", True, None), (3, "bob", "editor", True, None)]
+    assert owner == LOCAL_USER_ID
     database.dispose()

@@ -35,8 +35,8 @@ def _claim(queue: JobQueue, lanes: tuple[str, ...] = ("interactive",), worker: s
 def _add_bob(services: Services) -> None:
     """A second person (id 2), for fairness between owners."""
     with services.database.write() as conn:
-        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
-                             "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO users (id, name, display_name, role, created_at) "
+                             "VALUES (2, 'bob', 'Bob', 'editor', CURRENT_TIMESTAMP)"))
 
 
 def test_a_job_runs_from_queued_to_succeeded_with_its_result(queue: JobQueue) -> None:

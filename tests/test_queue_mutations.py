@@ -24,8 +24,8 @@ CLAIM_DEADLINE_S = 20.0
 
 def _add_bob(services: Services) -> None:
     with services.database.write() as conn:
-        conn.execute(sa.text("INSERT INTO users (id, name, display_name, is_admin, created_at) "
-                             "VALUES (2, 'bob', 'Bob', false, CURRENT_TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO users (id, name, display_name, role, created_at) "
+                             "VALUES (2, 'bob', 'Bob', 'editor', CURRENT_TIMESTAMP)"))
 
 
 @pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
