@@ -30,7 +30,7 @@ from jobs.errors import InvalidJobRequest
 from jobs.images import ImageNotFound, get_image
 from jobs.registry import InvalidPayload, Payload
 from jobs.services import Services
-from jobs.user_settings import job_settings_problems
+from jobs.user_settings import JobSettings
 
 EDIT_KIND = "edit"
 #: More commands than a person picks from one Operation Board, with room for programs.
@@ -56,7 +56,7 @@ class EditPayload(Payload):
     parent_step_id: _Id | None = None
     #: Read from the blob store only, so it must be a blob key; a path would never reach the disk anyway.
     selection_key: str | None = None
-    user_settings: Annotated[dict[str, JsonValue], Field(default_factory=dict, max_length=50)]
+    user_settings: JobSettings
 
     @field_validator("selection_key")
     @classmethod
@@ -64,14 +64,6 @@ class EditPayload(Payload):
         if value is not None and not _BLOB_KEY.fullmatch(value):
             raise PydanticCustomError("blob_key", "it must be a blob key (64 lowercase hex digits), never a file name")
         return value
-
-    @field_validator("user_settings")
-    @classmethod
-    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clean, problems = job_settings_problems(value)
-        if problems:
-            raise PydanticCustomError("user_settings", "{problems}", {"problems": "; ".join(problems)})
-        return clean
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, JsonValue
+from pydantic_core import PydanticCustomError
 
 from core.planners import PLANNERS
 from db.models import LOCAL_USER_ID, User
@@ -96,6 +99,18 @@ def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:
 def job_settings_problems(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A job's ``user_settings`` cleaned like the preferences (with :data:`JOB_PARAMETERS` too), and each problem."""
     return _cleaned(values, JOB_BY_KEY)
+
+
+def _checked_job_settings(values: dict[str, Any]) -> dict[str, Any]:
+    clean, problems = job_settings_problems(values)
+    if problems:
+        raise PydanticCustomError("user_settings", "{problems}", {"problems": "; ".join(problems)})
+    return clean
+
+
+#: A job payload's ``user_settings``: checked and cleaned by :func:`job_settings_problems` when the payload is read.
+JobSettings = Annotated[dict[str, JsonValue], Field(default_factory=dict, max_length=50),
+                        AfterValidator(_checked_job_settings)]
 
 
 def _cleaned(values: dict[str, Any], known: dict[str, Preference]) -> tuple[dict[str, Any], list[str]]:

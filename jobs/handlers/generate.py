@@ -12,8 +12,7 @@ import hashlib
 import time
 from typing import Annotated, Any
 
-from pydantic import Field, JsonValue, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from core.generative.errors import GenerationFailed, GenerationInterrupted, ModelNotConfigured
 from core.recipes import RECIPE_KEY, Recipe, read_recipe
@@ -25,7 +24,7 @@ from jobs.histories import start_history
 from jobs.images import encode_png, image_png, make_previews, store_job_image
 from jobs.registry import Payload
 from jobs.services import Services
-from jobs.user_settings import job_settings_problems
+from jobs.user_settings import JobSettings
 
 GENERATE_KIND = "generate"
 MAX_PROMPT = 500
@@ -33,16 +32,8 @@ MAX_PROMPT = 500
 
 class GeneratePayload(Payload):
     prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT)]
-    user_settings: Annotated[dict[str, JsonValue], Field(default_factory=dict, max_length=50)]
+    user_settings: JobSettings
     title: Annotated[str, Field(max_length=200)] = ""
-
-    @field_validator("user_settings")
-    @classmethod
-    def _known_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clean, problems = job_settings_problems(value)
-        if problems:
-            raise PydanticCustomError("user_settings", "{problems}", {"problems": "; ".join(problems)})
-        return clean
 
 
 def submit_generate(services: Services, prompt: str, *, user_settings: dict[str, Any] | None = None,
