@@ -112,6 +112,16 @@ def same_aspect(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return abs(w1 * h2 - h1 * w2) <= 0.5 * (big_w + big_h)
 
 
+def _scale_target(array: np.ndarray, shape: tuple[int, int], what: str) -> tuple[int, int]:
+    """The (H, W) an H×W ``array`` is to be scaled to; an unusable array or size is an :class:`InvalidMask`."""
+    height, width = shape[:2]
+    if array.ndim != 2:
+        raise InvalidMask(f"a {what} is H×W, got shape {array.shape}")
+    if array.shape != (height, width) and (height < 1 or width < 1 or array.size == 0):
+        raise InvalidMask(f"cannot scale a {array.shape[1]}×{array.shape[0]} {what} to {width}×{height}")
+    return height, width
+
+
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A boolean mask scaled to ``shape`` (H, W), its edge following the shape it outlines.
 
@@ -120,13 +130,9 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     scaling down keeps the pixels that are mostly selected.
     """
     mask = np.asarray(mask, dtype=bool)
-    height, width = shape[:2]
-    if mask.ndim != 2:
-        raise InvalidMask(f"a mask is H×W, got shape {mask.shape}")
+    height, width = _scale_target(mask, shape, "mask")
     if mask.shape == (height, width):
         return mask.copy()
-    if height < 1 or width < 1 or mask.size == 0:
-        raise InvalidMask(f"cannot scale a {mask.shape[1]}×{mask.shape[0]} mask to {width}×{height}")
     shrinking = height * width < mask.size
     scaled = cv2.resize(mask.astype(np.uint8) * 255, (width, height),
                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -140,13 +146,9 @@ def resize_labels(label_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     copy lines up with the full-size image it is scaled to.
     """
     label_map = np.asarray(label_map)
-    height, width = shape[:2]
-    if label_map.ndim != 2:
-        raise InvalidMask(f"a label map is H×W, got shape {label_map.shape}")
+    height, width = _scale_target(label_map, shape, "label map")
     if label_map.shape == (height, width):
         return label_map.copy()
-    if height < 1 or width < 1 or label_map.size == 0:
-        raise InvalidMask(f"cannot scale a {label_map.shape[1]}×{label_map.shape[0]} label map to {width}×{height}")
     rows = _centres(label_map.shape[0], height)
     cols = _centres(label_map.shape[1], width)
     return label_map.take(rows, axis=0).take(cols, axis=1)

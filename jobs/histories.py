@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -105,11 +105,8 @@ def start_history(services: Services, image_id: int, *, owner_id: int = LOCAL_US
 
 
 def _history_of_job(services: Services, job_id: int) -> StartedHistory | None:
-    with services.database.session() as session:
-        step = session.exec(select(Step).where(Step.job_id == job_id)).first()
-        if step is None or step.id is None:
-            return None
-        return StartedHistory(history_id=step.history_id, root_step_id=step.id)
+    step = _step_of_job(services, job_id)
+    return None if step is None else StartedHistory(history_id=step.history_id, root_step_id=step.step_id)
 
 
 def record_step(
@@ -127,7 +124,7 @@ def record_step(
     if job_id is not None:
         existing = _step_of_job(services, job_id)
         if existing is not None:
-            return existing
+            return existing.step_id
     try:
         with services.database.write_session() as session:
             history = history_row(session, history_id)
@@ -143,7 +140,7 @@ def record_step(
         existing = _step_of_job(services, job_id) if job_id is not None else None
         if existing is None:
             raise
-        return existing
+        return existing.step_id
 
 
 def get_step(services: Services, step_id: int) -> StepRecord:
@@ -167,9 +164,16 @@ def history_steps(services: Services, history_id: int) -> list[StepRecord]:
         return [_step(r) for r in rows]
 
 
-def _step_of_job(services: Services, job_id: int) -> int | None:
+class _JobStep(NamedTuple):
+    step_id: int
+    history_id: int
+
+
+def _step_of_job(services: Services, job_id: int) -> _JobStep | None:
+    """The one step a job made (``steps.job_id`` is unique), or None."""
     with services.database.session() as session:
-        return session.exec(select(Step.id).where(Step.job_id == job_id)).first()
+        row = session.exec(select(Step.id, Step.history_id).where(Step.job_id == job_id)).first()
+    return None if row is None else _JobStep(int(row[0]), int(row[1]))
 
 
 def _step(row: Step) -> StepRecord:
