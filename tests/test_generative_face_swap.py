@@ -85,8 +85,8 @@ def _swapper(path: Path) -> None:
     _save(graph, path)
 
 
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
+def face_swap_services(tmp_path: Path) -> Iterator[Services]:
+    """Services on a fresh SQLite database whose face swap uses tiny random-weight models written to ``tmp_path``."""
     analysis = tmp_path / "buffalo_tiny"
     analysis.mkdir()
     _detector(analysis / "det_tiny.onnx")
@@ -99,6 +99,11 @@ def services(tmp_path: Path) -> Iterator[Services]:
     upgrade(svc.database)
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    yield from face_swap_services(tmp_path)
 
 
 def _portrait(bright: tuple[slice, slice] | None, size: int = 96) -> np.ndarray:

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from core.recipes import read_recipe
-from core.settings import load_settings
 from db.migrate import upgrade
 from db.models import History, Step, User
 from db.models import Image as ImageRow
@@ -32,7 +31,7 @@ from jobs.queue import JobStatus
 from jobs.registry import InvalidPayload
 from jobs.services import Services
 from tests.diffusion_support import FAST, TinyModels, generative_settings
-from tests.test_generative_face_swap import _detector, _portrait, _recognizer, _swapper
+from tests.test_generative_face_swap import _portrait, face_swap_services
 
 
 def _count(services: Services, table: type, *where: sa.ColumnElement[bool]) -> int:
@@ -127,18 +126,7 @@ def test_a_generate_payload_cannot_name_who_asked(generative: Services) -> None:
 
 @pytest.fixture
 def face_swap(tmp_path: Path) -> Iterator[Services]:
-    analysis = tmp_path / "buffalo_tiny"
-    analysis.mkdir()
-    _detector(analysis / "det_tiny.onnx")
-    _recognizer(analysis / "w600k_tiny.onnx")
-    _swapper(tmp_path / "inswapper_tiny.onnx")
-    settings = load_settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'chatedit.db'}",
-                             worker_poll_seconds=0.1, face_analysis_dir=analysis,
-                             face_swap_model=tmp_path / "inswapper_tiny.onnx")
-    svc = Services.from_settings(settings)
-    upgrade(svc.database)
-    yield svc
-    svc.close()
+    yield from face_swap_services(tmp_path)
 
 
 def test_a_swap_face_job_that_runs_twice_keeps_one_image_and_one_step(face_swap: Services,
