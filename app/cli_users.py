@@ -15,8 +15,8 @@ import click
 
 from app.cli_common import open_services
 from db.models import USER_ROLES
-from jobs.accounts import Account, AccountError, Accounts
-from jobs.permissions import PermissionDenied, UnknownUser, local_actor
+from jobs.services.accounts import Account, AccountError, Accounts
+from jobs.services.permissions import PermissionDenied, UnknownUser, local_actor
 
 
 @click.group()

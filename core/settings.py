@@ -31,6 +31,8 @@ CONFIG_ENV = "CHATEDIT_CONFIG"
 _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT_CONFIG_FILE = "chatedit.toml"
 LANES = ("interactive", "gpu", "batch")
+#: Ways to sign in besides ``off``: ``CHATEDIT_AUTH`` names one or both.
+AUTH_METHODS = ("local", "oidc")
 
 
 class SettingsError(ValueError):
@@ -148,9 +150,35 @@ class Settings(BaseSettings):
         description='Datasets an eval_planner job may name, as JSON {"name": "file.json"} ("seed" is built in).',
     )
 
-    # Accounts.
+    # Accounts and sign-in.
+    auth: str = Field(
+        "off",
+        description="How people sign in: off (one person, the local admin), local (accounts with passwords), "
+                    "oidc (Streamlit's st.login with providers in .streamlit/secrets.toml), or local,oidc.",
+    )
+    allow_open_access: bool = Field(
+        False, description="Let `chatedit serve` listen beyond the loopback address while CHATEDIT_AUTH=off "
+                           "(anyone who reaches the port acts as the local admin).",
+    )
     session_hours: int = Field(
         12, ge=1, le=720, description="How long a sign-in lasts before the person signs in again, in hours."
+    )
+    default_visibility: Literal["private", "team"] = Field(
+        "private", description="Who sees a new history: private (its owner and admins) or team.",
+    )
+    oidc_default_role: Literal["admin", "editor", "reviewer", "viewer"] = Field(
+        "viewer", description="The role of a person who signs in with OIDC for the first time.",
+    )
+    oidc_role_claim: str | None = Field(
+        None, description="An ID-token claim (a string or a list) whose value picks the role through "
+                          "CHATEDIT_OIDC_ROLE_MAP, e.g. groups.",
+    )
+    oidc_role_map: dict[str, Literal["admin", "editor", "reviewer", "viewer"]] = Field(
+        default_factory=dict, description='Claim value to role, as JSON {"chatedit-admins": "admin"}; the first match wins.',
+    )
+    oidc_allowed_domains: list[str] = Field(
+        default_factory=list, description='E-mail domains that may sign in with OIDC, as JSON ["example.com"]; '
+                                          "empty: every domain.",
     )
 
     # Serving.
@@ -180,6 +208,27 @@ class Settings(BaseSettings):
         if value.startswith("sqlite:") and parts.path in ("", "/"):
             raise ValueError("a SQLite URL names a file: sqlite:///PATH")
         return value
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_methods(cls, value: str) -> str:
+        words = {w.strip().lower() for w in value.replace("+", ",").split(",") if w.strip()}
+        if not words or words == {"off"}:
+            return "off"
+        unknown = words - set(AUTH_METHODS)
+        if unknown or "off" in words:
+            raise ValueError("use off, local, oidc or local,oidc")
+        return ",".join(m for m in AUTH_METHODS if m in words)
+
+    @field_validator("oidc_allowed_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip("@") for d in value if d.strip()]
+
+    @property
+    def auth_methods(self) -> frozenset[str]:
+        """The ways to sign in that are on ({"local"}, {"oidc"}, both); empty while sign-in is off."""
+        return frozenset() if self.auth == "off" else frozenset(self.auth.split(","))
 
     @field_validator("eval_datasets")
     @classmethod

@@ -22,8 +22,12 @@ CHAT_ROLES = ("system", "user", "assistant")
 #: Created by the first migration: the admin everything acts as while sign-in is off.
 LOCAL_USER_ID = 1
 LOCAL_USER_NAME = "local"
-#: What a person may do is decided by their role (``jobs.permissions`` maps each to its permissions).
+#: What a person may do is decided by their role (``jobs.services.permissions`` maps each to its permissions).
 USER_ROLES = ("admin", "editor", "reviewer", "viewer")
+#: Who may read a history: ``private`` its owner (and admins), ``team`` everyone who may read the team's.
+VISIBILITIES = ("private", "team")
+#: A reviewer's decision on a step; a step's review state is derived from these rows (``jobs.services.reviews``).
+REVIEW_DECISIONS = ("approve", "reject", "request_changes")
 
 
 def _created_at() -> Any:
@@ -147,8 +151,19 @@ class History(SQLModel, table=True):
     selection_key: str | None = Field(default=None, max_length=64)
     #: Set when the history is deleted (soft: the gallery hides it and offers Undo); None: not deleted.
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    visibility: str = Field(default="private", max_length=16, nullable=False,
+                            sa_column_kwargs={"server_default": "private"})
+    #: Counts every change to the history (a step, the base, title, visibility): a page that acts on
+    #: version N is refused once it is N+1 (optimistic check), and a page showing N refreshes.
+    version: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    #: Who made the newest change, when, and what it was ("base", "step", "title", "visibility", ...).
+    changed_by: int | None = Field(default=None, foreign_key="users.id")
+    changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    change: str | None = Field(default=None, max_length=32)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+
+    __table_args__ = (sa.CheckConstraint(f"visibility IN ({_quoted(VISIBILITIES)})", name="ck_histories_visibility"),)
 
 
 class Job(SQLModel, table=True):
@@ -297,4 +312,34 @@ class Blob(SQLModel, table=True):
     sha256: str = Field(max_length=64, primary_key=True)
     byte_size: int = Field(nullable=False)
     data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    created_at: datetime = _created_at()
+
+
+class StepReview(SQLModel, table=True):
+    """One reviewer's decision on one step, append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "step_reviews"
+    __table_args__ = (sa.CheckConstraint(f"decision IN ({_quoted(REVIEW_DECISIONS)})", name="ck_step_reviews_decision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int = Field(foreign_key="steps.id", nullable=False, index=True)
+    reviewer_id: int = Field(foreign_key="users.id", nullable=False)
+    decision: str = Field(max_length=16, nullable=False)
+    comment: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _created_at()
+
+
+class StepComment(SQLModel, table=True):
+    """A comment in a step's thread, optionally pinned to a point of its image (fractions of width and height)."""
+
+    __tablename__ = "step_comments"
+    __table_args__ = (sa.CheckConstraint("(x IS NULL AND y IS NULL) OR (x >= 0 AND x <= 1 AND y >= 0 AND y <= 1)",
+                                         name="ck_step_comments_pin"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int = Field(foreign_key="steps.id", nullable=False, index=True)
+    author_id: int = Field(foreign_key="users.id", nullable=False)
+    body: str = Field(sa_type=sa.Text, nullable=False)
+    x: float | None = Field(default=None)
+    y: float | None = Field(default=None)
     created_at: datetime = _created_at()

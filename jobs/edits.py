@@ -26,6 +26,7 @@ from core.memory import TooMuchMemory, check_memory
 from core.rules import Rules, load_rules
 from core.settings import Settings
 from db.models import LOCAL_USER_ID
+from jobs.services.access import require_history_write
 from jobs.errors import InvalidJobRequest
 from jobs.images import ImageNotFound, get_image
 from jobs.registry import InvalidPayload, Payload
@@ -219,5 +220,6 @@ def submit_edit(services: Services, request: EditRequest, *, priority: int = 0) 
         check_shape(request.commands)  # the contract's own words first, e.g. for no commands at all
     payload = json.loads(json.dumps(request.to_payload()))  # plain JSON, as the worker will read it
     _check_image_memory(services, request)
+    require_history_write(services, request.user_id, request.history_id)
     return services.queue.enqueue(EDIT_KIND, payload, lane=lane_for(request.commands, services.settings), priority=priority,
                                   owner_id=request.user_id)

@@ -13,10 +13,10 @@ from typing import Any
 from sqlmodel import col, func, select
 
 from core.text import clean_prompt
-from db.models import History, Step, User
+from db.models import VISIBILITIES, History, Step, User
 from db.types import utcnow
 from jobs.errors import JobNotFound
-from jobs.histories import HistoryNotFound, StepNotFound, history_row
+from jobs.histories import HistoryNotFound, StepNotFound, history_row, update_if_current
 from jobs.queue import JobStatus
 from jobs.services import Services
 
@@ -116,16 +116,19 @@ def base_step_id(services: Services, history_id: int) -> int:
         return root
 
 
-def set_base_step(services: Services, history_id: int, step_id: int) -> None:
-    """Make ``step_id`` (a step of this history) the base the next edit starts from."""
+def set_base_step(services: Services, history_id: int, step_id: int, *, by: int | None = None,
+                  seen_version: int | None = None) -> None:
+    """Make ``step_id`` (a step of this history) the base the next edit starts from.
+
+    ``seen_version``: the history's version the person was looking at; if someone changed it
+    since, :class:`jobs.histories.StaleHistory` says who and when, and nothing changes.
+    """
     with services.database.write_session() as session:
-        history = history_row(session, history_id)
         step = session.get(Step, step_id)
         if step is None or step.history_id != history_id:
+            history_row(session, history_id)
             raise StepNotFound(step_id)
-        history.base_step_id = step_id
-        history.updated_at = utcnow()
-        session.add(history)
+        update_if_current(session, history_id, seen_version, by=by, change="base", base_step_id=step_id)
 
 
 def last_job_id(services: Services, history_id: int) -> int | None:
@@ -135,37 +138,37 @@ def last_job_id(services: Services, history_id: int) -> int | None:
         return history.last_job_id
 
 
-def set_last_job(services: Services, history_id: int, job_id: int) -> None:
+def set_last_job(services: Services, history_id: int, job_id: int, *, by: int | None = None) -> None:
     with services.database.write_session() as session:
-        history = history_row(session, history_id)
-        history.last_job_id = job_id
-        history.updated_at = utcnow()
-        session.add(history)
+        update_if_current(session, history_id, None, by=by, change="job", last_job_id=job_id)
 
 
-def rename_history(services: Services, history_id: int, title: str) -> None:
+def rename_history(services: Services, history_id: int, title: str, *, by: int | None = None) -> None:
     """Give a history a new title (trimmed to 200 characters; empty: the gallery calls it by its number)."""
     with services.database.write_session() as session:
-        history = history_row(session, history_id)
-        history.title = clean_prompt(title).strip()[:200]
-        session.add(history)
+        update_if_current(session, history_id, None, by=by, change="title", title=clean_prompt(title).strip()[:200])
 
 
-def delete_history(services: Services, history_id: int) -> None:
+def delete_history(services: Services, history_id: int, *, by: int | None = None) -> None:
     """Hide a history from the gallery and from links to it; nothing is erased, so it can be restored."""
     with services.database.write_session() as session:
-        history = history_row(session, history_id)
-        if history.deleted_at is None:
-            history.deleted_at = utcnow()
-            session.add(history)
+        if history_row(session, history_id).deleted_at is None:
+            update_if_current(session, history_id, None, by=by, change="deleted", deleted_at=utcnow())
 
 
-def restore_history(services: Services, history_id: int) -> None:
+def restore_history(services: Services, history_id: int, *, by: int | None = None) -> None:
     """Undo :func:`delete_history`: the history is back in the gallery, as it was."""
     with services.database.write_session() as session:
-        history = history_row(session, history_id)
-        history.deleted_at = None
-        session.add(history)
+        update_if_current(session, history_id, None, by=by, change="restored", deleted_at=None)
+
+
+def set_visibility(services: Services, history_id: int, visibility: str, *, by: int | None = None) -> None:
+    """Share a history with the team or make it private again (``db.models.VISIBILITIES``)."""
+    if visibility not in VISIBILITIES:
+        raise ValueError(f"A history is {' or '.join(VISIBILITIES)}, not {visibility!r}.")
+    with services.database.write_session() as session:
+        if history_row(session, history_id).visibility != visibility:
+            update_if_current(session, history_id, None, by=by, change="visibility", visibility=visibility)
 
 
 def step_depths(parents: dict[int, int | None]) -> dict[int, int]:
@@ -198,5 +201,5 @@ def tree_order(parents: dict[int, int | None]) -> list[int]:
 
 
 __all__: list[Any] = ["HistoryCard", "UserRecord", "base_step_id", "delete_history", "last_job_id", "list_histories",
-                      "list_users", "rename_history", "restore_history", "set_base_step", "set_last_job", "step_depths",
+                      "list_users", "rename_history", "restore_history", "set_base_step", "set_last_job", "set_visibility", "step_depths",
                       "tree_order"]

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.models import LOCAL_USER_ID
-from jobs.accounts import (
+from jobs.services.accounts import (
     AccountError,
     Accounts,
     ArgonCosts,
@@ -16,7 +16,7 @@ from jobs.accounts import (
     sign_in_delay,
     token_hash,
 )
-from jobs.permissions import Actor, PermissionDenied, UnknownUser, local_actor
+from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, local_actor
 from jobs.services import Services
 from tests.conftest import ManualClock
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from db.models import LOCAL_USER_ID, LOCAL_USER_NAME, USER_ROLES
-from jobs.permissions import (
+from jobs.services.permissions import (
     BROADER,
     PERMISSIONS,
     ROLE_PERMISSIONS,
@@ -28,6 +28,7 @@ permission          admin editor reviewer viewer
 jobs.submit           Y     Y      -       -
 history.read_own      Y     Y      -       -
 history.read_team     Y     Y      Y       Y
+history.read_private  Y     -      -       -
 history.write_own     Y     Y      -       -
 history.write_any     Y     -      -       -
 review.decide         Y     -      Y       -
@@ -75,10 +76,38 @@ def test_own_permissions_hold_for_the_owner_and_broader_ones_for_everyone() -> N
         require(editor, "history.write_own", theirs)
     assert str(info.value) == "Bea (editor) may not change their own histories (thing 4, owned by user 8)."
     require(admin, "history.write_own", theirs)  # write_any covers it
-    require(editor, "history.read_own", theirs)  # read_team covers reading another's
-    require(reviewer, "history.read_own", theirs)
+    with pytest.raises(PermissionDenied):
+        require(reviewer, "history.read_own", theirs)  # reading is decided by visibility: history.read
     with pytest.raises(PermissionDenied):
         require(editor, "history.write_any", mine)
+
+
+@dataclass
+class Story:
+    id: int
+    owner_id: int
+    visibility: str
+
+
+def test_history_permissions_follow_ownership_and_visibility() -> None:
+    """history.read / history.write on a history become the table's permission for it: own, team or private."""
+    editor, other, admin = _actor("editor", id=7), _actor("editor", id=8), _actor("admin", id=1)
+    viewer, reviewer = _actor("viewer", id=9), _actor("reviewer", id=10)
+    private, team = Story(3, 7, "private"), Story(4, 7, "team")
+    assert allowed(editor, "history.read", private) and allowed(editor, "history.write", private)
+    assert not allowed(other, "history.read", private)
+    assert allowed(other, "history.read", team) and not allowed(other, "history.write", team)
+    assert allowed(viewer, "history.read", team) and not allowed(viewer, "history.read", private)
+    assert allowed(reviewer, "history.read", team) and not allowed(reviewer, "history.write", team)
+    assert allowed(admin, "history.read", private) and allowed(admin, "history.write", private)
+    with pytest.raises(PermissionDenied) as info:
+        require(other, "history.write", team)
+    assert str(info.value) == "Bea (editor) may not change other people's histories (story 4, owned by user 7)."
+    with pytest.raises(PermissionDenied) as info:
+        require(viewer, "history.read", private)
+    assert info.value.permission == "history.read_private"
+    with pytest.raises(ValueError):
+        allowed(editor, "history.read")
 
 
 def test_a_viewer_may_not_submit_and_the_sentence_says_so() -> None:

@@ -123,7 +123,8 @@ def handle(ctx: JobContext) -> dict[str, Any]:
             services, history_id=request.history_id, parent_id=request.parent_step_id, image_id=stored.id,
             commands=recipe.commands,
             params={"params": params, "backend": recipe.backend, "notes": notes, "generation": generation,
-                    "selection_key": request.selection_key, "segmenter": segmenter_id},
+                    "selection_key": request.selection_key, "segmenter": segmenter_id,
+                    "labels": sorted(labels)},
             job_id=ctx.job.id, user_id=request.user_id,
         )
     timings["store_s"] = time.perf_counter() - mark

@@ -20,6 +20,7 @@ from db.models import LOCAL_USER_ID
 from jobs.context import JobContext
 from jobs.errors import InvalidJobRequest, PermanentError
 from jobs.histories import record_step
+from jobs.services.access import require_history_write
 from jobs.images import encode_png, get_image, image_rgb, make_previews, store_job_image
 from jobs.registry import Payload
 from jobs.services import Services
@@ -46,6 +47,7 @@ def submit_swap_face(services: Services, *, source_image_id: int, target_image_i
         raise InvalidJobRequest("A face swap needs an integer source_image_id and target_image_id.")
     payload = {"source_image_id": source_image_id, "target_image_id": target_image_id, "history_id": history_id,
                "parent_step_id": parent_step_id}
+    require_history_write(services, user_id, history_id)
     return services.queue.enqueue(SWAP_FACE_KIND, payload, lane="gpu", owner_id=user_id)
 
 

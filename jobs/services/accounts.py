@@ -1,6 +1,6 @@
 """Accounts, passwords and sign-in sessions: what every door calls to manage people and sign them in.
 
-Every change made here is checked with ``jobs.permissions.require`` and appends a row to the
+Every change made here is checked with ``jobs.services.permissions.require`` and appends a row to the
 audit log in the same transaction, so the log never misses a change nor records one that
 did not happen. Passwords are Argon2 hashes (pwdlib); a session token is shown to its owner
 once and only its sha256 is stored. After repeated failed password checks for a name the
@@ -24,9 +24,9 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlmodel import Session, col, func, select
 
 from core.text import UnsafeText, check_text, clean_prompt
-from db.models import LOCAL_USER_ID, USER_ROLES, AuditEntry, User, UserSession
+from db.models import LOCAL_USER_ID, LOCAL_USER_NAME, USER_ROLES, AuditEntry, History, User, UserSession
 from db.types import utcnow
-from jobs.permissions import Actor, UnknownUser, require
+from jobs.services.permissions import Actor, UnknownUser, require
 from jobs.services import Services
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -162,7 +162,24 @@ class Accounts:
             session.flush()
             self._audit(session, actor, "user.created", user,
                         {"name": name, "role": role, "email": email, "has_password": password_hash is not None})
+            if role == "admin":
+                self._adopt_local_histories(session, actor, user)
             return Account.of(user)
+
+    def _adopt_local_histories(self, session: Session, actor: Actor, user: User) -> None:
+        """The first named admin takes over what the local user made while sign-in was off.
+
+        A single-person install that turns sign-in on keeps its histories: they belong to the
+        person who now runs it, not to an account no one can sign in as.
+        """
+        others = session.exec(select(func.count()).select_from(User).where(
+            User.role == "admin", col(User.id) != LOCAL_USER_ID, col(User.id) != user.id)).one()
+        if others:
+            return
+        moved = session.execute(sa.update(History).where(col(History.owner_id) == LOCAL_USER_ID)
+                                .values(owner_id=user.id)).rowcount  # type: ignore[attr-defined]
+        if moved:
+            self._audit(session, actor, "histories.adopted", user, {"from": LOCAL_USER_NAME, "histories": moved})
 
     def list_users(self, actor: Actor) -> list[Account]:
         require(actor, "users.manage")
@@ -247,11 +264,11 @@ class Accounts:
             ok, new_hash = self.passwords.verify_and_update(password, stored)
         if not ok or user is None:
             with self.services.database.write_session() as session:
-                self._record(session, None, "sign_in.failed", "sign_in", key, {}, now)
+                record_audit(session, None, "sign_in.failed", "sign_in", key, {}, now)
             raise SignInRefused(name)
         actor = Actor.of(user)
         with self.services.database.write_session() as session:
-            self._record(session, actor.id, "sign_in.succeeded", "sign_in", key, {}, now)
+            record_audit(session, actor.id, "sign_in.succeeded", "sign_in", key, {}, now)
             if new_hash is not None:  # made with other costs: remade with today's
                 session.execute(sa.update(User).where(User.id == user.id).values(password_hash=new_hash))
         if not actor.active:
@@ -296,7 +313,7 @@ class Accounts:
             row.last_sign_in_at = now
             session.add(row)
             session.flush()
-            self._record(session, user.id, "session.started", "session", str(record.id),
+            record_audit(session, user.id, "session.started", "session", str(record.id),
                          {"expires_at": expires.isoformat()}, now)
         return token
 
@@ -325,7 +342,7 @@ class Accounts:
                 return False
             record.revoked_at = now
             session.add(record)
-            self._record(session, record.user_id, "session.ended", "session", str(record.id), {}, now)
+            record_audit(session, record.user_id, "session.ended", "session", str(record.id), {}, now)
             return True
 
     def _revoke_sessions(self, session: Session, user: User) -> None:
@@ -344,13 +361,15 @@ class Accounts:
                             object_id=r.object_id, detail=dict(r.detail)) for r in rows]
 
     def _audit(self, session: Session, actor: Actor, action: str, user: User, detail: dict[str, Any]) -> None:
-        self._record(session, actor.id, action, "user", str(user.id), detail, self.clock())
+        record_audit(session, actor.id, action, "user", str(user.id), detail, self.clock())
 
-    @staticmethod
-    def _record(session: Session, actor_id: int | None, action: str, object_type: str, object_id: str | None,
-                detail: dict[str, Any], at: datetime) -> None:
-        session.add(AuditEntry(at=at, actor_id=actor_id, action=action, object_type=object_type, object_id=object_id,
-                               detail=detail))
+
+
+def record_audit(session: Session, actor_id: int | None, action: str, object_type: str, object_id: str | None,
+                 detail: dict[str, Any], at: datetime | None = None) -> None:
+    """Append one row to the audit log, in the caller's transaction (so it holds exactly when the change does)."""
+    session.add(AuditEntry(at=at or utcnow(), actor_id=actor_id, action=action, object_type=object_type,
+                           object_id=object_id, detail=detail))
 
 
 def _failures(session: Session, key: str) -> tuple[int, datetime | None]:

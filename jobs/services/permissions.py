@@ -19,6 +19,7 @@ PERMISSIONS: dict[str, str] = {
     "jobs.submit": "submit jobs",
     "history.read_own": "read their own histories",
     "history.read_team": "read the team's histories",
+    "history.read_private": "read other people's private histories",
     "history.write_own": "change their own histories",
     "history.write_any": "change other people's histories",
     "review.decide": "approve or reject steps",
@@ -41,8 +42,15 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 #: An ``_own`` permission and the one that covers other people's objects as well.
 BROADER: dict[str, str] = {
-    "history.read_own": "history.read_team",
     "history.write_own": "history.write_any",
+}
+
+#: Permissions asked of a history, resolved by whose it is and who may see it (:func:`concrete_permission`):
+#: reading your own needs ``history.read_own``, a team history ``history.read_team``, someone else's private
+#: one ``history.read_private``; changing your own ``history.write_own``, anyone else's ``history.write_any``.
+OBJECT_PERMISSIONS: dict[str, str] = {
+    "history.read": "read this history",
+    "history.write": "change this history",
 }
 
 #: What each role is for, in a few words (the README and the accounts page show it beside the permissions).
@@ -100,15 +108,30 @@ class PermissionDenied(Exception):
 
 
 def _describe(obj: Any) -> str:
-    kind = type(obj).__name__.lower()
+    kind = type(obj).__name__.lower().removesuffix("record")
     number = getattr(obj, "id", None)
     owner = getattr(obj, "owner_id", None)
     text = kind if number is None else f"{kind} {number}"
     return text if owner is None else f"{text}, owned by user {owner}"
 
 
+def concrete_permission(actor: Actor, permission: str, obj: Any) -> str:
+    """The table's permission that ``permission`` on ``obj`` means for ``actor`` (see :data:`OBJECT_PERMISSIONS`)."""
+    if permission not in OBJECT_PERMISSIONS:
+        return permission
+    if obj is None:
+        raise ValueError(f"{permission!r} is asked of a history: pass the history.")
+    own = getattr(obj, "owner_id", None) == actor.id
+    if permission == "history.write":
+        return "history.write_own" if own else "history.write_any"
+    if own:
+        return "history.read_own"
+    return "history.read_team" if getattr(obj, "visibility", "private") == "team" else "history.read_private"
+
+
 def allowed(actor: Actor, permission: str, obj: Any = None) -> bool:
     """Whether ``actor`` may do ``permission`` (to ``obj``); see :func:`require`."""
+    permission = concrete_permission(actor, permission, obj)
     if permission not in PERMISSIONS:
         raise KeyError(f"There is no permission {permission!r}; the permissions are {', '.join(PERMISSIONS)}.")
     if not actor.active:
@@ -128,10 +151,11 @@ def require(actor: Actor, permission: str, obj: Any = None) -> None:
     """Raise :class:`PermissionDenied` unless ``actor`` may do ``permission`` (to ``obj``).
 
     With an ``obj``, an ``_own`` permission holds only for the object's owner (its
-    ``owner_id``), unless the actor's role has the broader permission as well.
+    ``owner_id``), unless the actor's role has the broader permission as well; ``history.read``
+    and ``history.write`` become the table's permission for that history (:func:`concrete_permission`).
     """
     if not allowed(actor, permission, obj):
-        raise PermissionDenied(actor, permission, obj)
+        raise PermissionDenied(actor, concrete_permission(actor, permission, obj), obj)
 
 
 def actor_for(services: Services, user_id: int) -> Actor:

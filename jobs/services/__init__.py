@@ -1,4 +1,11 @@
-"""The database, blob store and queue built from Settings: what workers, the CLI and the app share."""
+"""The service door: what every client (pages, CLI, HTTP API) calls to submit and watch work and
+to read or change histories, steps, reviews and accounts, under one permission check.
+
+``Services`` (this module) is the database, blob store and queue built from Settings, shared by
+workers, the CLI and the app. The door's modules: ``permissions`` (the one table and ``require``),
+``accounts`` (people, passwords, sessions, audit), ``access`` (who may read or change a history,
+who may submit), ``sign_in`` (local and OIDC sign-in) and ``reviews`` (decisions and comments on steps).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +36,11 @@ class Services:
         queue = JobQueue(database, policy=policy, default_max_attempts=settings.job_max_attempts,
                          max_queued_per_owner=settings.max_queued_jobs_per_person)
         blobs = make_blob_store(settings.blob_store, data_dir=settings.data_dir, database=database)
-        return cls(settings=settings, database=database, blobs=blobs, queue=queue)
+        services = cls(settings=settings, database=database, blobs=blobs, queue=queue)
+        from jobs.services.access import admit_owners  # the door's check, installed in the machinery
+
+        queue.admit = lambda owners: admit_owners(services, owners)
+        return services
 
     def close(self) -> None:
         self.database.dispose()

@@ -1,0 +1,5 @@
+"""The Accounts page (app/ui/accounts.py)."""
+
+from app.ui.accounts import render
+
+render()
