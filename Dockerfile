@@ -7,6 +7,8 @@
 ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim
 
+# It listens on 0.0.0.0, so people sign in (CHATEDIT_AUTH=local): the first visit shows the page that
+# creates the admin. OIDC providers go in /opt/chatedit/.streamlit/secrets.toml (mount it read-only).
 ARG EXTRAS=cpu
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=""
@@ -16,7 +18,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CHATEDIT_DATA_DIR=/data \
     CHATEDIT_HOST=0.0.0.0 \
-    CHATEDIT_PORT=8501
+    CHATEDIT_PORT=8501 \
+    CHATEDIT_AUTH=local
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libglib2.0-0 tini \

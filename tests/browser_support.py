@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(tmp_path: Path, **settings: str) -> Iterator[tuple[str, Path]]:
-    """`chatedit serve` on a free port and a fresh data dir with these CHATEDIT_* settings; yields (URL, data dir)."""
+def serving(tmp_path: Path, extra_env: Mapping[str, str] | None = None, **settings: str) -> Iterator[tuple[str, Path]]:
+    """`chatedit serve` on a free port and a fresh data dir with these CHATEDIT_* settings; yields (URL, data dir).
+
+    ``extra_env``: more variables for the server, e.g. STREAMLIT_SECRETS_FILES (where the served
+    Streamlit reads its secrets: the OIDC providers) rather than the checkout's .streamlit/.
+    """
     data_dir = tmp_path / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATEDIT_")}
     env.update(CHATEDIT_DATA_DIR=str(data_dir), CHATEDIT_WORKER_POLL_SECONDS="0.2",
                CHATEDIT_WORKER_SHUTDOWN_GRACE_SECONDS="2")
     env.update({f"CHATEDIT_{name.upper()}": value for name, value in settings.items()})
+    env.update(extra_env or {})
     log_path = tmp_path / "serve.log"
     log = log_path.open("w")
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
