@@ -19,6 +19,7 @@ from jobs.errors import JobNotFound
 from jobs.histories import HistoryNotFound, StepNotFound, history_row, update_if_current
 from jobs.queue import JobStatus
 from jobs.services import Services
+from jobs.services.permissions import Actor
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class HistoryCard:
     id: int
     title: str
     owner_id: int
+    #: How the owner is named (their display name, else their user name).
     owner_name: str
     created_at: datetime
     updated_at: datetime
@@ -37,6 +39,8 @@ class HistoryCard:
     #: The newest edit job's status ("succeeded", "failed", ...); None when nothing was run.
     last_status: JobStatus | None
     last_error: str | None
+    #: "private" (its owner and admins) or "team" (everyone who may read the team's histories).
+    visibility: str = "private"
 
 
 @dataclass(frozen=True)
@@ -52,15 +56,28 @@ def list_users(services: Services) -> list[UserRecord]:
         return [UserRecord(id=r.id or 0, name=r.name, display_name=r.display_name or r.name) for r in rows]
 
 
-def list_histories(services: Services, *, owner_id: int | None = None, since: datetime | None = None,
-                   until: datetime | None = None, failures_only: bool = False, limit: int = 60) -> list[HistoryCard]:
-    """Histories, most recently edited first; ``since``/``until`` bound ``updated_at`` (aware datetimes)."""
+def list_histories(services: Services, *, viewer: Actor | None = None, visibility: str | None = None,
+                   owner_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
+                   failures_only: bool = False, limit: int = 60) -> list[HistoryCard]:
+    """Histories, most recently edited first; ``since``/``until`` bound ``updated_at`` (aware datetimes).
+
+    ``viewer``: only the histories that person may read (None: all, for the door functions and the
+    command line, which check for themselves). ``visibility``: only "private" or only "team" ones.
+    """
+    if visibility is not None and visibility not in VISIBILITIES:
+        raise ValueError(f"A history is {' or '.join(VISIBILITIES)}, not {visibility!r}.")
     counts = (select(Step.history_id, func.count().label("n"), func.max(Step.id).label("newest"))
               .group_by(col(Step.history_id)).subquery())
-    query = (select(History, User.name, counts.c.n, counts.c.newest)
+    query = (select(History, func.coalesce(func.nullif(User.display_name, ""), User.name), counts.c.n, counts.c.newest)
              .join(User, col(User.id) == col(History.owner_id))
              .outerjoin(counts, counts.c.history_id == col(History.id))
              .where(col(History.deleted_at).is_(None)))
+    if viewer is not None:
+        from jobs.services.access import readable_filter  # access imports this module
+
+        query = query.where(readable_filter(viewer))
+    if visibility is not None:
+        query = query.where(History.visibility == visibility)
     if owner_id is not None:
         query = query.where(History.owner_id == owner_id)
     if since is not None:
@@ -86,7 +103,7 @@ def list_histories(services: Services, *, owner_id: int | None = None, since: da
             id=history.id, title=history.title, owner_id=history.owner_id, owner_name=owner_name,
             created_at=history.created_at, updated_at=history.updated_at, step_count=int(n or 0),
             latest_image_id=images.get(newest), base_step_id=history.base_step_id, last_job_id=history.last_job_id,
-            last_status=status, last_error=error,
+            last_status=status, last_error=error, visibility=history.visibility,
         ))
         if len(cards) >= limit:
             break

@@ -1,8 +1,17 @@
-"""The Gallery page: every edit history as a card; open one to see its tree of steps, continue it, re-run a step."""
+"""The Gallery page: every edit history the person may read, as a card; open one to see its tree of steps.
+
+Filters: owner, visibility (private or shared with the team), review state, dates, failures. Each
+card shows whether it is private or the team's and how many of its steps are in each review state.
+Renaming, deleting, sharing, continuing and re-running are offered only to those who may change the
+history (its owner and admins), and go through the service door (``jobs.services.access``), which
+checks again.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, time, timedelta, timezone
 from functools import partial
 
@@ -11,54 +20,69 @@ import streamlit as st
 from app.ui.common import STATUS_ICONS, command_summary, get_services, png_download, preview_of, thumbnail_of, when
 from app.ui.editor import deleted_notice
 from app.ui.history_tree import render_tree
+from app.ui.identity import current_actor
 from app.ui.navigation import EDITOR
+from app.ui.step_review import STATE_COLORS, review_panel
 from core.errors import first_text_line
 from jobs.edits import EditRequest, InvalidEdit, submit_edit
 from jobs.errors import InvalidJobRequest, JobNotFound
-from jobs.gallery import (
-    HistoryCard,
-    base_step_id,
-    delete_history,
-    list_histories,
-    list_users,
-    rename_history,
-    restore_history,
-    set_base_step,
-    set_last_job,
-)
-from jobs.histories import HistoryNotFound, StepRecord, get_history, history_steps
+from jobs.gallery import HistoryCard, base_step_id, list_histories, list_users, set_last_job
+from jobs.histories import HistoryNotFound, HistoryRecord, StaleHistory, StepRecord, history_steps
 from jobs.queue import JobStatus
-from jobs.services import Services
+from jobs.services import Services, access
+from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, actor_for, allowed
+from jobs.services.reviews import OPEN_STATES, REVIEW_STATES, STATE_LABELS, history_summaries
 
 COLUMNS = 3
 #: Session key: histories deleted in this session, as (id, title), each offered with Undo.
 DELETED = "gallery_deleted"
+#: Session key: a refusal from a card's action (a sentence), shown above the cards once.
+REFUSED = "gallery_refused"
+#: The visibility filter's choices (None: all) and how a card's badge shows each visibility.
+VISIBILITY_CHOICES = {None: "All", "private": "Private", "team": "Team"}
+VISIBILITY_BADGES = {"private": ("Private", ":material/lock:"), "team": ("Team", ":material/group:")}
+#: The review filter's choices (None: all): each matches a history with at least one step in these states.
+REVIEW_CHOICES: dict[str | None, tuple[str, frozenset[str]]] = {
+    None: ("All", frozenset()),
+    "open": ("awaiting review", OPEN_STATES),
+    "changes_requested": ("changes requested", frozenset({"changes_requested"})),
+    "approved": ("approved", frozenset({"approved"})),
+    "rejected": ("rejected", frozenset({"rejected"})),
+}
 
 
 def render() -> None:
     services = get_services()
+    actor = current_actor()
     raw = st.query_params.get("open")
     if raw is not None:
         try:
-            history = get_history(services, int(raw))
+            history = access.readable_history(services, actor, int(raw))
             if history.deleted:
                 deleted_notice(services, history)
                 if st.button("← All histories", key="back_from_deleted"):
                     del st.query_params["open"]
                     st.rerun()
                 return
-            _detail(services, history.id)
+            _detail(services, actor, history)
             return
         except (ValueError, HistoryNotFound):
             st.error(f"There is no edit history {raw!r}.")
             del st.query_params["open"]
-    _cards(services)
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            del st.query_params["open"]
+    _cards(services, actor)
 
 
-def _continue(history_id: int, step_id: int | None = None) -> None:
+def _continue(history_id: int, step_id: int | None = None, seen_version: int | None = None) -> None:
     services = get_services()
     if step_id is not None:
-        set_base_step(services, history_id, step_id)
+        try:
+            access.change_base(services, current_actor(), history_id, step_id, seen_version=seen_version)
+        except (PermissionDenied, StaleHistory) as exc:
+            st.session_state["gallery_notice"] = ("error", str(exc))
+            st.rerun()
     st.session_state.pop("open_history", None)  # the editor re-opens it (and picks up a running edit)
     st.switch_page(EDITOR, query_params={"history": str(history_id)})
 
@@ -66,27 +90,41 @@ def _continue(history_id: int, step_id: int | None = None) -> None:
 # ---------------------------------------------------------------- the cards
 
 
-def _cards(services: Services) -> None:
+def _cards(services: Services, actor: Actor) -> None:
     st.title("Gallery")
-    _recently_deleted(services)
+    refused = st.session_state.pop(REFUSED, None)
+    if refused:
+        st.error(refused)
+    _recently_deleted(services, actor)
     users = list_users(services)
     f1, f2, f3 = st.columns([1, 1, 1])
     names = {u.id: u.display_name for u in users}
     owner = f1.selectbox("Owner", [None, *names], format_func=lambda i: "Everyone" if i is None else names[i],
                          key="gallery_owner")
-    dates = f2.date_input("Edited between", value=(), key="gallery_dates", format="YYYY-MM-DD")
-    failures = f3.toggle("Only histories whose last edit failed", key="gallery_failures")
+    visibility = f2.selectbox("Visibility", list(VISIBILITY_CHOICES), format_func=VISIBILITY_CHOICES.__getitem__,
+                              key="gallery_visibility", help="Private: its owner and admins. Team: everyone who "
+                                                             "may read the team's histories.")
+    review = f3.selectbox("Review", list(REVIEW_CHOICES), format_func=lambda c: REVIEW_CHOICES[c][0],
+                          key="gallery_review", help="Histories with at least one step in this review state.")
+    f4, f5 = st.columns([1, 2], vertical_alignment="bottom")
+    dates = f4.date_input("Edited between", value=(), key="gallery_dates", format="YYYY-MM-DD")
+    failures = f5.toggle("Only histories whose last edit failed", key="gallery_failures")
     since, until = _date_bounds(dates)
-    cards = list_histories(services, owner_id=owner, since=since, until=until, failures_only=failures)
+    cards = list_histories(services, viewer=actor, visibility=visibility, owner_id=owner, since=since, until=until,
+                           failures_only=failures)
+    summaries = history_summaries(services, [c.id for c in cards])
+    if review is not None:
+        wanted = REVIEW_CHOICES[review][1]
+        cards = [c for c in cards if any(summaries[c.id][s] for s in wanted)]
     if not cards:
-        st.info("No edit history matches." if (owner or dates or failures)
+        st.info("No edit history matches." if (owner or visibility or review or dates or failures)
                 else "No edit history yet: start one in the Editor.")
         return
     st.caption(f"{len(cards)} histor{'ies' if len(cards) != 1 else 'y'}, most recently edited first.")
     for start in range(0, len(cards), COLUMNS):
         for column, card in zip(st.columns(COLUMNS), cards[start:start + COLUMNS], strict=False):
             with column:
-                _card(services, card)
+                _card(services, actor, card, summaries.get(card.id, Counter()))
 
 
 def _date_bounds(dates: object) -> tuple[datetime | None, datetime | None]:
@@ -99,11 +137,13 @@ def _date_bounds(dates: object) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
-def _card(services: Services, card: HistoryCard) -> None:
+def _card(services: Services, actor: Actor, card: HistoryCard, summary: Counter[str]) -> None:
+    writable = allowed(actor, "history.write", card)  # the card has the owner and visibility the check reads
     with st.container(border=True):
         if card.latest_image_id is not None:
             st.image(thumbnail_of(services, card.latest_image_id), width="stretch")
         st.markdown(f"**{card.title or f'History {card.id}'}**")
+        _badges(card, summary)
         status = (f"{STATUS_ICONS.get(card.last_status, '')} last edit {card.last_status}" if card.last_status
                   else "no edit run yet")
         st.caption(f"{card.owner_name} · {when(card.updated_at)} · {card.step_count} step"
@@ -114,31 +154,71 @@ def _card(services: Services, card: HistoryCard) -> None:
         if buttons.button("Open", key=f"open_{card.id}"):
             st.query_params["open"] = str(card.id)
             st.rerun()
+        if not writable:
+            return
         if buttons.button("Continue editing", key=f"continue_{card.id}"):
             _continue(card.id)
         buttons.button("Delete", key=f"delete_{card.id}", icon=":material/delete:", on_click=_delete,
-                       args=(card.id, card.title), help="Hide this history from the gallery; Undo brings it back.")
+                       args=(actor, card.id, card.title),
+                       help="Hide this history from the gallery; Undo brings it back.")
+        if card.visibility == "private":
+            buttons.button("Share", key=f"share_{card.id}", icon=":material/group:", on_click=_share,
+                           args=(actor, card.id, "team"), help="Let the team read it (only you and admins change it).")
+        else:
+            buttons.button("Make private", key=f"share_{card.id}", icon=":material/lock:", on_click=_share,
+                           args=(actor, card.id, "private"), help="Only you and admins will see it.")
         st.text_input("Rename", value=card.title, key=f"title_{card.id}", max_chars=200,
-                      placeholder=f"History {card.id}", on_change=_rename, args=(card.id,),
+                      placeholder=f"History {card.id}", on_change=_rename, args=(actor, card.id),
                       help="Type a new title and press Enter.")
 
 
-def _rename(history_id: int) -> None:
-    rename_history(get_services(), history_id, str(st.session_state.get(f"title_{history_id}") or ""))
+def _badges(card: HistoryCard, summary: Counter[str]) -> None:
+    """Private or the team's, and how many steps are in each review state (none: nothing was edited yet)."""
+    label, icon = VISIBILITY_BADGES.get(card.visibility, (card.visibility, None))
+    row = st.container(horizontal=True, gap="small")
+    with row:
+        st.badge(label, icon=icon, color="gray")
+        for state in REVIEW_STATES:
+            if summary[state]:
+                st.badge(f"{summary[state]} {STATE_LABELS[state]}", color=STATE_COLORS[state])  # type: ignore[arg-type]
 
 
-def _delete(history_id: int, title: str) -> None:
-    delete_history(get_services(), history_id)
-    st.session_state[DELETED] = [*st.session_state.get(DELETED, []), (history_id, title)]
+def _door(action: Callable[[], object]) -> bool:
+    """Run a card's action through the service door; a refusal becomes the sentence shown above the cards."""
+    try:
+        action()
+    except (PermissionDenied, HistoryNotFound, UnknownUser) as exc:
+        st.session_state[REFUSED] = str(exc)
+        return False
+    return True
 
 
-def _recently_deleted(services: Services) -> None:
+def _now(actor: Actor) -> Actor:
+    """The person as they are now: a callback runs before the gate reads them again (a role may have changed)."""
+    return actor_for(get_services(), actor.id)
+
+
+def _rename(actor: Actor, history_id: int) -> None:
+    title = str(st.session_state.get(f"title_{history_id}") or "")
+    _door(lambda: access.rename(get_services(), _now(actor), history_id, title))
+
+
+def _delete(actor: Actor, history_id: int, title: str) -> None:
+    if _door(lambda: access.delete(get_services(), _now(actor), history_id)):
+        st.session_state[DELETED] = [*st.session_state.get(DELETED, []), (history_id, title)]
+
+
+def _share(actor: Actor, history_id: int, visibility: str) -> None:
+    _door(lambda: access.share(get_services(), _now(actor), history_id, visibility))
+
+
+def _recently_deleted(services: Services, actor: Actor) -> None:
     """The histories deleted in this session, each with Undo."""
     for history_id, title in list(st.session_state.get(DELETED, [])):
         note, undo = st.columns([5, 1], vertical_alignment="center")
         note.info(f"Deleted “{title or f'History {history_id}'}”.", icon=":material/delete:")
         if undo.button("Undo", key=f"undo_delete_{history_id}", help="Restore it, as it was."):
-            restore_history(services, history_id)
+            _door(lambda h=history_id: access.restore(services, actor, h))
             st.session_state[DELETED] = [d for d in st.session_state.get(DELETED, []) if d[0] != history_id]
             st.rerun()
 
@@ -146,8 +226,9 @@ def _recently_deleted(services: Services) -> None:
 # ---------------------------------------------------------------- one history
 
 
-def _detail(services: Services, history_id: int) -> None:
-    history = get_history(services, history_id)
+def _detail(services: Services, actor: Actor, history: HistoryRecord) -> None:
+    history_id = history.id
+    writable = allowed(actor, "history.write", history)
     steps = history_steps(services, history_id)
     base = base_step_id(services, history_id)
     if st.button("← All histories", key="back"):
@@ -159,7 +240,7 @@ def _detail(services: Services, history_id: int) -> None:
     notice = st.session_state.pop("gallery_notice", None)
     if notice:
         (st.success if notice[0] == "ok" else st.error)(notice[1])
-    if st.button("Continue editing", type="primary", key="continue_open"):
+    if writable and st.button("Continue editing", type="primary", key="continue_open"):
         _continue(history_id)
     by_id = {s.id: s for s in steps}
     chosen_key = f"gallery_step_{history_id}"
@@ -169,15 +250,21 @@ def _detail(services: Services, history_id: int) -> None:
     st.subheader("Steps")
     render_tree(services, steps, base, key="gallery_tree", selected=chosen, on_open=partial(_choose, chosen_key))
     step = by_id[chosen]
-    _step(services, history_id, step, by_id.get(step.parent_id) if step.parent_id else None, chosen == base)
+    _step(services, history, step, by_id.get(step.parent_id) if step.parent_id else None, chosen == base,
+          writable=writable)
+    if step.parent_id is not None:
+        st.subheader("Review")
+        review_panel(services, actor, step.id, image_id=step.image_id, key_prefix="gallery_review")
 
 
 def _choose(session_key: str, step_id: int) -> None:
     st.session_state[session_key] = step_id
 
 
-def _step(services: Services, history_id: int, step: StepRecord, parent: StepRecord | None, is_base: bool) -> None:
+def _step(services: Services, history: HistoryRecord, step: StepRecord, parent: StepRecord | None, is_base: bool,
+          *, writable: bool) -> None:
     """The opened step: before and after, its commands and parameters, and what can be done from it."""
+    history_id = history.id
     with st.container(border=True):
         label = "original upload" if parent is None else f"from step {parent.id}"
         st.markdown(f"**Step {step.id}** · {label} · {when(step.created_at)}" + (" · **base**" if is_base else ""))
@@ -197,8 +284,10 @@ def _step(services: Services, history_id: int, step: StepRecord, parent: StepRec
         if step.image_id is not None:
             c1.download_button("Download PNG", data=png_download(services, step.image_id), mime="image/png",
                                file_name=f"chatedit-h{history_id}-step{step.id}.png", key=f"download_{step.id}")
+        if not writable:  # continuing and re-running change the history: its owner's (and admins') to do
+            return
         if c2.button("Continue from here", key=f"from_{step.id}", disabled=is_base):
-            _continue(history_id, step.id)
+            _continue(history_id, step.id, seen_version=history.version)
         if step.job_id is not None and c3.button("Re-run", key=f"rerun_{step.id}",
                                                  help="Queue this step's recipe again on its parent image."):
             _rerun(services, history_id, step)

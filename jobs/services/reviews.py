@@ -258,7 +258,11 @@ def history_summaries(services: Services, history_ids: list[int]) -> dict[int, C
 
 
 def training_examples(services: Services, actor: Actor) -> list[TrainingExample]:
-    """Every approved edit step whose history still exists, as a training example (oldest approval first)."""
+    """Every approved edit step whose history still exists, as a training example (oldest approval first).
+
+    A step with no request before it (made from the board or by hand, not asked for in the chat)
+    teaches nothing about turning words into commands, so it is left out.
+    """
     require(actor, "datasets.manage")
     with services.database.session() as session:
         rows = session.exec(select(Step).join(History, col(History.id) == col(Step.history_id))
