@@ -1,7 +1,8 @@
 """The ``chatedit`` command line.
 
 Every error a person can cause ends as one sentence on stderr and exit code 1 (2 for
-a usage mistake), never a traceback. Heavy modules are imported inside the command
+a usage mistake, or for a refusal of the person the command acts for: ``--as NAME``),
+never a traceback. Heavy modules are imported inside the command
 that needs them, so ``chatedit --help`` and ``jobs list`` start fast.
 """
 
@@ -22,11 +23,12 @@ from typing import Any, TypeVar
 
 import click
 
-from app.cli_common import configure_logging, open_services
+from app.cli_common import ACTING_AS, Refused, acting_actor, configure_logging, open_services
 from core.errors import first_text_line
 from core.settings import LANES, Settings, SettingsError, load_settings
 from jobs.errors import InvalidJobRequest
 from jobs.queue import PRIORITY_RANGE, JobRecord, JobStatus
+from jobs.services.permissions import Actor
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("chatedit")
@@ -34,15 +36,18 @@ log = logging.getLogger("chatedit")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chatedit")
+@click.option("--as", "acting_as", metavar="NAME", envvar="CHATEDIT_CLI_USER", default=None,
+              help="The person the command acts for, checked like a signed-in person (CHATEDIT_CLI_USER; "
+                   "default: the local admin).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, acting_as: str | None) -> None:
     """ChatEdit: a conversational image editor backed by a job database.
 
     Configuration comes from CHATEDIT_* environment variables and an optional
     chatedit.toml (or the file named by CHATEDIT_CONFIG).
     """
     try:
-        ctx.obj = {"settings": load_settings()}
+        ctx.obj = {"settings": load_settings(), ACTING_AS: acting_as or None}
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(ctx.obj["settings"])
@@ -93,12 +98,15 @@ def serve(obj: dict[str, Any], port: int | None, host: str | None) -> None:
     from db.migrate import upgrade
 
     settings: Settings = obj["settings"]
+    port = settings.port if port is None else port
+    host = settings.host if host is None else host
+    warning = open_access_warning(settings, host)  # refuses before anything starts
     with open_services(obj, need_schema=False) as services:
         revision = upgrade(services.database)
     click.echo(f"Database ready (revision {revision}): {settings.resolved_database_url.split('@')[-1]}")
     install_default_if_missing(settings)
-    port = settings.port if port is None else port
-    host = settings.host if host is None else host
+    if warning:
+        click.secho(warning, fg="yellow", err=True)
     children = {f"worker[{lane}]": [sys.executable, "-m", "app.cli", "worker", "--lanes", lane] for lane in LANES}
     children["web app"] = _streamlit_command(host, port, settings)
     env = dict(os.environ)
@@ -108,6 +116,32 @@ def serve(obj: dict[str, Any], port: int | None, host: str | None) -> None:
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     click.echo(f"ChatEdit is at http://{shown}:{port}")
     sys.exit(_supervise(children, env, grace_s=settings.worker_shutdown_grace_seconds))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def open_access_warning(settings: Settings, host: str) -> str | None:
+    """Serving beyond loopback with sign-in off: refused, or (with CHATEDIT_ALLOW_OPEN_ACCESS) a warning to print."""
+    if settings.auth_methods or is_loopback(host):
+        return None
+    if not settings.allow_open_access:
+        raise click.ClickException(
+            f"Sign-in is off (CHATEDIT_AUTH=off) and the app would listen on {host}, where anyone who reaches the "
+            "port acts as the admin. Set CHATEDIT_AUTH=local (people sign in; the first visit creates the admin), "
+            "or set CHATEDIT_ALLOW_OPEN_ACCESS=true if this network is yours alone, or serve on 127.0.0.1.")
+    return (f"Warning: sign-in is off (CHATEDIT_AUTH=off) and the app listens on {host} "
+            "(CHATEDIT_ALLOW_OPEN_ACCESS=true): anyone who reaches this port acts as the admin.")
 
 
 def _streamlit_command(host: str, port: int, settings: Settings) -> list[str]:
@@ -202,9 +236,14 @@ def _summary(job: JobRecord) -> str:
 @click.pass_obj
 def jobs_list(obj: dict[str, Any], statuses: tuple[str, ...], lane: str | None, kind: str | None, limit: int,
               as_json: bool) -> None:
-    """The newest jobs, and the queue depth per lane."""
+    """The newest jobs (your own; an admin's: everyone's), and the queue depth per lane."""
+    from jobs.services.permissions import allowed
+
     with open_services(obj) as services:
-        records = services.queue.list(status=list(statuses) or None, lane=lane, kind=kind, limit=limit)
+        actor = acting_actor(obj, services)  # an unknown or disabled --as is refused, whatever the command
+        owner = None if allowed(actor, "history.read_private") else actor.id  # an admin lists everyone's
+        records = services.queue.list(status=list(statuses) or None, lane=lane, kind=kind, limit=limit,
+                                      owner_id=owner)
         counts = services.queue.counts()
     if as_json:
         click.echo(json.dumps([_job_json(j) for j in records], indent=2))
@@ -228,7 +267,9 @@ def jobs_list(obj: dict[str, Any], statuses: tuple[str, ...], lane: str | None, 
 def jobs_show(obj: dict[str, Any], job_id: int, as_json: bool) -> None:
     """Everything about one job."""
     with open_services(obj) as services:
+        actor = acting_actor(obj, services)
         job = services.queue.get(job_id)
+        _require_own_job(services, actor, job, "see", "history.read_private")
         outputs = services.queue.outputs(job_id)
     if as_json:
         data = _job_json(job)
@@ -292,7 +333,9 @@ def jobs_submit(obj: dict[str, Any], kind: str, payload: str, lane: str, priorit
     except (InvalidJobRequest, UnsafeText) as exc:
         raise click.BadParameter(str(exc), param_hint="--payload") from None
     with open_services(obj) as services:
-        job_id = services.queue.enqueue(kind, data, lane=lane, priority=priority, max_attempts=max_attempts)
+        actor = acting_actor(obj, services)
+        job_id = services.queue.enqueue(kind, data, lane=lane, priority=priority, max_attempts=max_attempts,
+                                        owner_id=actor.id)
         click.echo(str(job_id))
         if not wait:
             return
@@ -319,6 +362,7 @@ def jobs_cancel(obj: dict[str, Any], job_id: int) -> None:
     from jobs.queue import CancelOutcome
 
     with open_services(obj) as services:
+        _require_own_job(services, acting_actor(obj, services), services.queue.get(job_id), "cancel")
         outcome = services.queue.cancel(job_id)
     click.echo({
         CancelOutcome.CANCELLED: f"Job {job_id} cancelled.",
@@ -333,8 +377,29 @@ def jobs_cancel(obj: dict[str, Any], job_id: int) -> None:
 def jobs_retry(obj: dict[str, Any], job_id: int) -> None:
     """Queue a failed or cancelled job again (as a new job)."""
     with open_services(obj) as services:
+        _require_own_job(services, acting_actor(obj, services), services.queue.get(job_id), "retry")
         new_id = services.queue.retry(job_id)
     click.echo(f"Job {job_id} queued again as job {new_id}.")
+
+
+def _require_own_job(services: Any, actor: Actor, job: JobRecord, verb: str,
+                     permission: str = "history.write_any") -> None:
+    """A person sees, cancels or retries their own jobs; an admin anyone's.
+
+    A job's payload carries its request (words from a private history, perhaps), so other people's
+    jobs take what other people's histories take: ``history.read_private`` to see, ``history.write_any``
+    to change.
+    """
+    from jobs.services.permissions import UnknownUser, actor_for, allowed
+
+    if job.owner_id == actor.id or allowed(actor, permission):
+        return
+    try:
+        owner = f"{actor_for(services, job.owner_id).label}'s"
+    except UnknownUser:
+        owner = "someone else's"
+    raise Refused(f"{actor.label} ({actor.role}) may not {verb} job {job.id}: it is {owner}, "
+                  "and only its owner or an admin may.")
 
 
 def _register_command_groups() -> None:

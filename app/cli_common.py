@@ -1,4 +1,6 @@
-"""What every ``chatedit`` command shares: logging set-up and Services with errors as sentences."""
+"""What every ``chatedit`` command shares: logging set-up, Services with errors as sentences, and the person
+the command acts for (``chatedit --as NAME``, default the local admin), checked like any other door's.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +21,18 @@ from db.blobs import StorageFull
 from db.engine import DatabaseConfigError, safe_url
 from jobs.errors import InvalidJobRequest, JobNotFound
 from jobs.services import Services
+from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, local_actor
+
+#: Key of ``ctx.obj`` holding the name given with ``--as`` (or CHATEDIT_CLI_USER); None: the local admin.
+ACTING_AS = "acting_as"
+#: Key of ``ctx.obj`` caching the Actor the command acts for, once looked up.
+_ACTOR = "actor"
+
+
+class Refused(click.ClickException):
+    """The person the command acts for may not do this, or is unknown or disabled: one sentence, exit code 2."""
+
+    exit_code = 2
 
 
 def configure_logging(settings: Settings) -> None:
@@ -98,5 +112,39 @@ def open_services(obj: dict[str, Any], *, need_schema: bool = True, pool_size: i
         raise click.ClickException(str(exc)) from None
     except (JobNotFound, InvalidJobRequest, UnsafeText, StorageFull) as exc:
         raise click.ClickException(str(exc)) from None
+    except PermissionDenied as exc:
+        raise Refused(str(exc)) from None
     finally:
         services.close()
+
+
+def acting_actor(obj: dict[str, Any], services: Services) -> Actor:
+    """The person this command acts for: the one named by ``--as`` (CHATEDIT_CLI_USER), else the local admin.
+
+    An unknown name or a disabled account is refused here (``Refused``, exit code 2), before
+    anything is done; what the person may do is then checked by each action (``require``).
+    """
+    cached = obj.get(_ACTOR)
+    if isinstance(cached, Actor):
+        return cached
+    name = obj.get(ACTING_AS)
+    if name is None:
+        actor = local_actor(services)
+    else:
+        from jobs.services.accounts import Accounts
+
+        try:
+            actor = Accounts(services).actor_named(name)
+        except UnknownUser:
+            sentence = f"There is no user named {name!r} to act for; `chatedit users list` shows the accounts."
+            raise Refused(sentence) from None
+        if not actor.active:
+            raise Refused(f"The account {actor.name} is disabled, so nothing can be done for it; "
+                          "an admin can enable it with `chatedit users enable`.")
+    obj[_ACTOR] = actor
+    return actor
+
+
+def acting_named(obj: dict[str, Any]) -> bool:
+    """Whether ``--as`` (or CHATEDIT_CLI_USER) named someone, rather than leaving the local admin."""
+    return obj.get(ACTING_AS) is not None

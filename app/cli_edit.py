@@ -3,6 +3,10 @@
 Their output is a contract our own checks rely on: ``plan`` prints the validated command
 array as JSON on stdout and everything meant for a person on stderr; ``edit`` writes the
 output PNG (recipe embedded) and prints the job id and where the time went.
+
+Each acts for the person ``chatedit --as NAME`` names (default the local admin): they own
+the uploaded image, the history and the jobs, and one without ``jobs.submit`` is refused
+before anything is stored or queued.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from typing import Any, Iterator
 
 import click
 
-from app.cli_common import open_services
+from app.cli_common import acting_actor, acting_named, open_services
 from core.planners import IN_WORKER, PLANNERS
 from core.rules import load_rules
 from jobs.queue import JobStatus
+from jobs.services.permissions import Actor
 
 PLANNER_CHOICES = PLANNERS
 
@@ -37,7 +42,16 @@ def _labels(text: str | None) -> list[str]:
     return [label.strip() for label in text.split(",") if label.strip()]
 
 
-def _run_planner(services: Any, request: str, labels: list[str], planner_name: str | None) -> Any:
+def _submitter(obj: dict[str, Any], services: Any) -> Actor:
+    """The person the command acts for, if they may submit jobs (``Refused``, exit code 2, if not)."""
+    from jobs.services.permissions import require
+
+    actor = acting_actor(obj, services)
+    require(actor, "jobs.submit")
+    return actor
+
+
+def _run_planner(services: Any, request: str, labels: list[str], planner_name: str | None, *, user_id: int) -> Any:
     """The planner's result; a planner that loads a model runs in a worker (started here when none runs)."""
     from contextlib import nullcontext
 
@@ -46,7 +60,7 @@ def _run_planner(services: Any, request: str, labels: list[str], planner_name: s
     name = planner_name or services.settings.planner
     try:
         with _worker_if_none(services, "interactive") if name in IN_WORKER else nullcontext():
-            return plan_request(services, request, labels=labels, planner=name)
+            return plan_request(services, request, labels=labels, planner=name, user_id=user_id)
     except PlanningFailed as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -67,12 +81,17 @@ def _report_plan(result: Any) -> None:
 @click.pass_obj
 def plan(obj: dict[str, Any], request: str, planner_name: str | None, labels: str | None) -> None:
     """Turn REQUEST into commands and print them as a JSON array (reasons for anything left out go to stderr)."""
+    from db.models import LOCAL_USER_ID
+
     with open_services(obj, need_schema=False) as services:
-        if (planner_name or services.settings.planner) in IN_WORKER:
+        in_worker = (planner_name or services.settings.planner) in IN_WORKER
+        if in_worker:
             from db.migrate import upgrade
 
             upgrade(services.database)  # its requests run as `plan` jobs
-        result = _run_planner(services, request, _labels(labels), planner_name)
+        # A planner that runs here needs no database: only a named person (--as) is looked up and checked.
+        user_id = _submitter(obj, services).id if in_worker or acting_named(obj) else LOCAL_USER_ID
+        result = _run_planner(services, request, _labels(labels), planner_name, user_id=user_id)
     _report_plan(result)
     click.echo(json.dumps(result.wire(), ensure_ascii=False))
 
@@ -109,11 +128,12 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
     started = time.perf_counter()
     with open_services(obj, need_schema=False) as services:
         upgrade(services.database)
+        actor = _submitter(obj, services)
         if segmenter is not None:
             # A job names no file: this process's own worker gets the segmenter through its settings.
             services.settings = services.settings.model_copy(update={"segmenter": segmenter})
         try:
-            stored = store_upload(services, image.read_bytes())
+            stored = store_upload(services, image.read_bytes(), user_id=actor.id)
         except ImageRejected as exc:
             raise click.ClickException(str(exc)) from None
         selection_key = None
@@ -129,16 +149,16 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
                 commands = parse_commands_text(commands_text)
             else:
                 commands = _plan_for_edit(services, stored.id, request_text or "", planner_name,
-                                          has_selection=selection_key is not None)
+                                          has_selection=selection_key is not None, user_id=actor.id)
             if segmenter is not None and _lane_served(services, lane_for(commands, services.settings)):
                 raise click.ClickException(
                     f"--segmenter needs this command's own worker, but a running worker serves the "
                     f"{lane_for(commands, services.settings)} lane with its own segmenter; stop it, or set "
                     "CHATEDIT_SEGMENTER for that worker instead.")
-            history = start_history(services, stored.id, title=f"chatedit edit {image.name}")
+            history = start_history(services, stored.id, owner_id=actor.id, title=f"chatedit edit {image.name}")
             job_id = submit_edit(services, EditRequest(
                 image_id=stored.id, commands=commands, history_id=history.history_id,
-                parent_step_id=history.root_step_id, selection_key=selection_key,
+                parent_step_id=history.root_step_id, selection_key=selection_key, user_id=actor.id,
             ))
         except InvalidEdit as exc:
             raise click.ClickException(str(exc)) from None
@@ -160,7 +180,7 @@ def edit(obj: dict[str, Any], image: Path, commands_text: str | None, request_te
 
 
 def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str | None,
-                   *, has_selection: bool) -> list[dict[str, Any]]:
+                   *, has_selection: bool, user_id: int) -> list[dict[str, Any]]:
     """Commands from a request, planned against the labels this image really has."""
     from core.segmentation.default_segmenter import segmenter_in_use
 
@@ -173,7 +193,7 @@ def _plan_for_edit(services: Any, image_id: int, request: str, planner_name: str
             labels.extend(segment_image(services, image_id, segmenter_path).present)
         except (ValueError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
-    result = _run_planner(services, request, labels, planner_name)
+    result = _run_planner(services, request, labels, planner_name, user_id=user_id)
     _report_plan(result)
     click.echo(result.reply, err=True)
     if not result.commands:
@@ -295,8 +315,9 @@ def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: in
         return
     with open_services(obj, need_schema=False) as services:
         upgrade(services.database)
+        actor = _submitter(obj, services)
         payload = {"planner": planner_name, "dataset": dataset, **({"limit": limit} if limit else {})}
-        job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1)
+        job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1, owner_id=actor.id)
         job = _wait_served(services, job_id, "batch", timeout_s=None)
         if job.status is not JobStatus.SUCCEEDED:
             raise click.ClickException(f"Evaluation job {job_id} {job.status.value}: {job.error_message}")

@@ -1,6 +1,8 @@
 """``chatedit users``: accounts and roles from the command line.
 
-The command line acts as the local admin (the audit log names it). A password is read from
+The command line acts as the local admin (the audit log names it), or as the person named by
+``chatedit --as NAME``, who needs ``users.manage`` like on the Accounts page (a person may set
+their own password). A password is read from
 standard input, one line, never from an argument: arguments are visible to every process
 on the machine and kept in shell histories.
 """
@@ -13,15 +15,15 @@ from typing import Any
 
 import click
 
-from app.cli_common import open_services
+from app.cli_common import Refused, acting_actor, open_services
 from db.models import USER_ROLES
 from jobs.services.accounts import Account, AccountError, Accounts
-from jobs.services.permissions import PermissionDenied, UnknownUser, local_actor
+from jobs.services.permissions import PermissionDenied, UnknownUser
 
 
 @click.group()
 def users() -> None:
-    """List, create and change accounts (acting as the local admin)."""
+    """List, create and change accounts (as the local admin, or the admin named by --as)."""
 
 
 def _read_password(*, required: bool) -> str | None:
@@ -48,11 +50,18 @@ def _account_json(account: Account) -> dict[str, Any]:
 
 
 def _run(obj: dict[str, Any], action: Any) -> Any:
-    """Run ``action(accounts, actor)`` as the local admin, every refusal one sentence."""
+    """Run ``action(accounts, actor)`` for the person the command acts for, every refusal one sentence.
+
+    Refused permission exits with code 2 like every door's refusal; a mistake in the request
+    (a taken name, an unknown account to change) with code 1.
+    """
     with open_services(obj) as services:
+        actor = acting_actor(obj, services)
         try:
-            return action(Accounts(services), local_actor(services))
-        except (AccountError, PermissionDenied, UnknownUser) as exc:
+            return action(Accounts(services), actor)
+        except PermissionDenied as exc:
+            raise Refused(str(exc)) from None
+        except (AccountError, UnknownUser) as exc:
             raise click.ClickException(str(exc)) from None
 
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from db.models import LOCAL_USER_ID
+from jobs.services import Services
 from jobs.services import accounts as accounts_module
 from jobs.services.accounts import Accounts, SignInRefused, make_password_hasher
-from jobs.services import Services
 from tests.test_accounts import CHEAP
 
 
