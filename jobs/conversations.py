@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from core.text import clean_json, clean_text
 from db.models import CHAT_ROLES, LOCAL_USER_ID, ChatMessage
-from jobs.histories import history_row
+from jobs.histories import history_row, touch
 from jobs.services import Services
 
 #: The key of a pending marker's only ``commands`` item: the `plan` job that will answer.
@@ -44,9 +44,12 @@ def add_message(services: Services, history_id: int, role: str, content: str, *,
     content = clean_text(content)
     commands = None if commands is None else clean_json(commands)
     with services.database.write_session() as session:
-        history_row(session, history_id)
+        history = history_row(session, history_id)
         row = ChatMessage(history_id=history_id, role=role, content=content, commands=commands, author_id=author_id)
         session.add(row)
+        # A message is a change others watching the history should see (their page refreshes on a new version).
+        touch(history, by=author_id, change="message")
+        session.add(history)
         session.flush()
         return _record(row)
 
@@ -91,6 +94,9 @@ def resolve_pending_plan(services: Services, history_id: int, job_id: int, conte
             .execution_options(synchronize_session=False))
         if changed.rowcount != 1:
             return None  # another tab answered it between the read and this update
+        history = history_row(session, history_id)
+        touch(history, by=None, change="message")
+        session.add(history)
         session.expire(marker)
         session.refresh(marker)
         return _record(marker)

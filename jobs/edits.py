@@ -26,11 +26,11 @@ from core.memory import TooMuchMemory, check_memory
 from core.rules import Rules, load_rules
 from core.settings import Settings
 from db.models import LOCAL_USER_ID
-from jobs.services.access import require_history_write
 from jobs.errors import InvalidJobRequest
 from jobs.images import ImageNotFound, get_image
 from jobs.registry import InvalidPayload, Payload
 from jobs.services import Services
+from jobs.services.access import require_history_write
 from jobs.user_settings import JobSettings
 
 EDIT_KIND = "edit"

@@ -41,6 +41,7 @@ CHANGES = {
     "step": "added a step",
     "base": "chose another base step",
     "job": "started an edit",
+    "message": "wrote in the chat",
     "title": "renamed it",
     "visibility": "changed who sees it",
     "deleted": "deleted it",

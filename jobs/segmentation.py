@@ -31,6 +31,9 @@ from jobs.services import Services
 
 log = logging.getLogger(__name__)
 
+#: The job kind that finds an image's parts on a worker (``jobs.handlers.segment``).
+SEGMENT_KIND = "segment"
+
 
 class SegmenterNotConfigured(ValueError):
     """Segmentation was asked for but no segmenter is set."""
@@ -93,6 +96,13 @@ def segment_image(services: Services, image_id: int, segmenter_path: Path | None
         with _inflight_guard:
             if _inflight.get(key) is lock and not lock.locked():
                 del _inflight[key]
+
+
+def submit_segmentation(services: Services, image_id: int, *, user_id: int) -> int:
+    """Queue the interactive `segment` job for this image, owned by ``user_id`` (the queue refuses a person
+    without ``jobs.submit``); a worker serves it from the cache when the image was segmented before."""
+    return services.queue.enqueue(SEGMENT_KIND, {"image_id": image_id}, lane="interactive", priority=20,
+                                  owner_id=user_id)
 
 
 def load_segmentation(services: Services, segmentation_id: int) -> SegmentationRecord:

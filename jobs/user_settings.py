@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from core.planners import PLANNERS
 from db.models import LOCAL_USER_ID, User
 from jobs.services import Services
+from jobs.services.permissions import Actor, require
 
 LORA_WEIGHT_LOW, LORA_WEIGHT_HIGH = -2.0, 2.0
 MAX_LORAS = 8
@@ -189,19 +190,24 @@ def _clean_loras(value: Any) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def get_preferences(services: Services, user_id: int = LOCAL_USER_ID) -> dict[str, Any]:
-    """The person's stored defaults (only what they set; empty when nothing is)."""
+    """The person's stored defaults (only what they set; empty when nothing is). Each person has their own."""
     with services.database.session() as session:
         user = session.get(User, user_id)
         return dict(user.preferences or {}) if user is not None else {}
 
 
 def save_preferences(services: Services, values: dict[str, Any], user_id: int = LOCAL_USER_ID) -> dict[str, Any]:
-    """Check and store the person's defaults (replacing the old ones); returns what was stored."""
+    """Check and store the person's defaults (replacing the old ones); returns what was stored.
+
+    Only someone who may change their own settings (``settings.own``) saves them: a viewer's or a
+    reviewer's are refused with ``PermissionDenied``, nothing stored.
+    """
     clean = validate_preferences(values)
     with services.database.write_session() as session:
         user = session.get(User, user_id)
         if user is None:
             raise InvalidPreferences(f"There is no user {user_id}.")
+        require(Actor.of(user), "settings.own")
         user.preferences = clean
         session.add(user)
     return clean

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.models import LOCAL_USER_ID
+from jobs.services import Services
 from jobs.services.accounts import (
     AccountError,
     Accounts,
@@ -17,7 +18,6 @@ from jobs.services.accounts import (
     token_hash,
 )
 from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, local_actor
-from jobs.services import Services
 from tests.conftest import ManualClock
 
 #: Argon2id at its smallest: the real code path, milliseconds per hash.

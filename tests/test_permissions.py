@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from db.models import LOCAL_USER_ID, LOCAL_USER_NAME, USER_ROLES
+from jobs.services import Services
 from jobs.services.permissions import (
     BROADER,
     PERMISSIONS,
@@ -20,7 +21,6 @@ from jobs.services.permissions import (
     local_actor,
     require,
 )
-from jobs.services import Services
 
 # Y: allowed, -: refused. A new role or permission without a row or column here fails the first test.
 EXPECTED = """

@@ -26,6 +26,7 @@ from core.planners import (
     detect_language,
     make_planner,
 )
+from db.models import LOCAL_USER_ID
 from jobs.conversations import (
     MessageRecord,
     add_message,
@@ -37,19 +38,21 @@ from jobs.errors import InvalidJobRequest
 from jobs.planning import PlanningFailed, plan_request, submit_plan
 from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
+from jobs.services.access import admit_owners, require_history_write
 from jobs.user_settings import get_preferences
 
 log = logging.getLogger(__name__)
 NO_COMMANDS = "(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
 
 
-def planner_name(services: Services) -> str:
-    return str(get_preferences(services).get("planner") or services.settings.planner)
+def planner_name(services: Services, user_id: int = LOCAL_USER_ID) -> str:
+    """The planner ``user_id`` chose in Settings (else the installation's)."""
+    return str(get_preferences(services, user_id).get("planner") or services.settings.planner)
 
 
-def planner_model(services: Services) -> str | None:
+def planner_model(services: Services, user_id: int = LOCAL_USER_ID) -> str | None:
     """The person's model for the openai planner (None: CHATEDIT_OPENAI_MODEL)."""
-    return get_preferences(services).get("planner_model") or None
+    return get_preferences(services, user_id).get("planner_model") or None
 
 
 def board_items(result: PlanResult) -> list[dict[str, Any]]:
@@ -92,11 +95,18 @@ def _unexpected(exc: Exception) -> str:
     return f"the planner failed unexpectedly ({error_line(exc)})."
 
 
-def ask(services: Services, history_id: int, prompt: str, labels: list[str], box: Any) -> None:
-    """Send ``prompt`` to the person's planner; the reply (or a sentence saying why there is none) joins the chat."""
+def ask(services: Services, history_id: int, prompt: str, labels: list[str], box: Any, *,
+        user_id: int = LOCAL_USER_ID) -> None:
+    """Send ``prompt`` to ``user_id``'s planner; the reply (or a sentence saying why there is none) joins the chat.
+
+    Chatting changes the history and may start a job, so it is refused (``PermissionDenied``, nothing
+    stored) unless ``user_id`` may submit jobs and change this history.
+    """
+    admit_owners(services, [user_id])
+    require_history_write(services, user_id, history_id)
     history = messages(services, history_id)
-    add_message(services, history_id, "user", prompt)
-    name = planner_name(services)
+    add_message(services, history_id, "user", prompt, author_id=user_id)
+    name = planner_name(services, user_id)
     conversation = turns(history)
     if name in IN_WORKER:
         if name == "local" and not services.settings.local_llm:
@@ -104,19 +114,20 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
                                                  "or a local directory, or choose another planner in Settings.")
             return
         try:
-            job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name)
+            job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name,
+                                 user_id=user_id)
         except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
             record_failure(services, history_id, f"nothing was queued. {exc}")
             return
         add_pending_plan(services, history_id, job_id)  # kept with the history: a reload keeps watching the job
         return
     if name == "openai":
-        _ask_streaming(services, history_id, prompt, labels, conversation, box)
+        _ask_streaming(services, history_id, prompt, labels, conversation, box, model=planner_model(services, user_id))
         return
     try:
         with st.spinner(f"Planning with {name}…"):
             result = plan_request(services, prompt, labels=labels, conversation=conversation, planner=name,
-                                  model=planner_model(services))
+                                  model=planner_model(services, user_id), user_id=user_id)
     except (PlanningFailed, PlannerUnavailable) as exc:
         record_failure(services, history_id, str(exc))
     except Exception as exc:  # noqa: BLE001 - a person sees a sentence, the log has the traceback
@@ -126,10 +137,10 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
 
 
 def _ask_streaming(services: Services, history_id: int, prompt: str, labels: list[str],
-                   conversation: list[ChatTurn], box: Any) -> None:
+                   conversation: list[ChatTurn], box: Any, *, model: str | None) -> None:
     """The openai planner's reply, written into the chat as it arrives; the final result is what is kept."""
     try:
-        planner = make_planner("openai", services.settings, model=planner_model(services))
+        planner = make_planner("openai", services.settings, model=model)
     except PlannerUnavailable as exc:
         record_failure(services, history_id, str(exc))
         return
@@ -160,13 +171,14 @@ def _ask_streaming(services: Services, history_id: int, prompt: str, labels: lis
     record_reply(services, history_id, final[0])
 
 
-def plan_job_panel(job_id: int, history_id: int) -> None:
+def plan_job_panel(job_id: int, history_id: int, *, cancellable: bool = True) -> None:
     """A `plan` job on a worker: its progress and Cancel; when it ends, its reply (or why not) joins the chat.
 
     The job is found from the history's pending marker, so a reload (or another tab) shows
-    the same job; the reply replaces the marker once, whoever sees the end first.
+    the same job; the reply replaces the marker once, whoever sees the end first (someone only
+    looking too: the reply is the job's, not theirs). ``cancellable``: whether this person may stop it.
     """
-    watch_job(job_id, doing="Planning", on_end=partial(_plan_ended, history_id, job_id))
+    watch_job(job_id, doing="Planning", on_end=partial(_plan_ended, history_id, job_id), cancellable=cancellable)
 
 
 def _plan_ended(history_id: int, job_id: int, job: JobRecord | None) -> None:
@@ -182,8 +194,13 @@ def _plan_ended(history_id: int, job_id: int, job: JobRecord | None) -> None:
     resolve_pending_plan(get_services(), history_id, job_id, content, board)
 
 
-def advise_image(services: Services, history_id: int, image_png: bytes, labels: list[str]) -> None:
-    """The vision model's suggestions for the base image, as an assistant message whose rows include the advice."""
+def advise_image(services: Services, history_id: int, image_png: bytes, labels: list[str], *,
+                 user_id: int = LOCAL_USER_ID) -> None:
+    """The vision model's suggestions for the base image, as an assistant message whose rows include the advice.
+
+    The advice joins the history's chat, so ``user_id`` must be allowed to change it (``PermissionDenied``).
+    """
+    require_history_write(services, user_id, history_id)
     from core.planners.advice import AdviceImageError, advise
 
     last_user = next((m.content for m in reversed(messages(services, history_id)) if m.role == "user"), "")

@@ -7,6 +7,7 @@ the same history, its conversation and its base step again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,30 +26,36 @@ from app.ui.common import (
 )
 from app.ui.compare import image_size, render_compare
 from app.ui.history_tree import render_tree, step_kind
+from app.ui.identity import can, current_actor
 from app.ui.samples import SAMPLES, sample_png
+from app.ui.step_review import review_panel
 from core.commands import validate_item
 from core.images import ImageRejected
 from core.recall import Recall, recall_from_png
 from core.rules import ParaRule, Rules, load_rules
+from db.models import LOCAL_USER_ID
 from jobs.context import latest_preview_key
 from jobs.conversations import MessageRecord, add_message, messages, pending_plan_job
 from jobs.edits import EditRequest, InvalidEdit, backend_problems, submit_edit
 from jobs.errors import InvalidJobRequest, JobNotFound
-from jobs.gallery import base_step_id, last_job_id, restore_history, set_base_step, set_last_job
+from jobs.gallery import base_step_id, last_job_id, set_last_job
 from jobs.handlers.generate import MAX_PROMPT, submit_generate
 from jobs.handlers.swap_face import SWAP_FACE_KIND, submit_swap_face
 from jobs.histories import (
     HistoryNotFound,
     HistoryRecord,
+    StaleHistory,
     StepNotFound,
     get_history,
     get_step,
     history_steps,
+    history_version,
     start_history,
 )
 from jobs.images import clean_upload, store_loaded, store_upload
 from jobs.queue import JobRecord, JobStatus
-from jobs.services import Services
+from jobs.services import Services, access
+from jobs.services.permissions import Actor, PermissionDenied, actor_for, allowed
 from jobs.user_settings import (
     InvalidPreferences,
     edit_params,
@@ -77,6 +84,31 @@ HISTORY_TREE = "history_tree_open"
 FLATTENED = "flattened_transparency"
 FLATTENED_NOTICE = ("This image had transparent areas; they were flattened onto white (ChatEdit edits images "
                     "without transparency, so those areas are white in every step).")
+#: Session key: (history id, version) of the history as the page's last run showed it.
+SEEN_VERSION = "history_seen_version"
+#: How often the open history is checked for someone else's change, in seconds.
+FOLLOW_S = 2.0
+#: Session key of the "Review and comments" expander's state (closed: the panel costs nothing).
+REVIEW_OPEN = "review_open"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Who looks at the open history and what they may do to it, decided once per run of the page.
+
+    ``writable``: they may change it (chat, run, set as base, undo, select, share); else they only look.
+    ``seen_version``: the history's version as the page's previous run showed it, which is what a
+    click in this run acts on; a change of base is refused when the history moved since.
+    """
+
+    actor: Actor
+    history: HistoryRecord
+    writable: bool
+    seen_version: int
+
+    @property
+    def history_id(self) -> int:
+        return self.history.id
 
 
 # ---------------------------------------------------------------- opening a history
@@ -90,31 +122,45 @@ def open_history(history_id: int) -> None:
     st.session_state["open_history"] = history_id
 
 
-def start_from_upload(services: Services, data: bytes, title: str) -> int | str:
-    """A new history from uploaded bytes: its id, or the sentence saying why the file was refused (nothing stored)."""
+def start_from_upload(services: Services, data: bytes, title: str, *, user_id: int = LOCAL_USER_ID) -> int | str:
+    """A new history of ``user_id`` from uploaded bytes: its id, or the sentence saying why the file was refused
+    (nothing stored). Starting a history is work only someone who may submit jobs starts (``PermissionDenied``)."""
+    access.admit_owners(services, [user_id])
     try:
         loaded = clean_upload(services, data)
     except ImageRejected as exc:
         return f"{exc} Nothing was stored, and the open history (if any) is unchanged."
-    stored = store_loaded(services, loaded)
-    return start_history(services, stored.id, title=title.strip()[:200] or "Upload",
+    stored = store_loaded(services, loaded, user_id=user_id)
+    return start_history(services, stored.id, owner_id=user_id, title=title.strip()[:200] or "Upload",
                          root_params={FLATTENED: True} if loaded.flattened else None).history_id
 
 
 def _start_from_bytes(services: Services, data: bytes, title: str) -> None:
-    started = start_from_upload(services, data, title)
+    try:
+        started = start_from_upload(services, data, title, user_id=current_actor().id)
+    except PermissionDenied as exc:
+        started = f"{exc} Nothing was stored."
     if isinstance(started, str):
         st.session_state["upload_error"] = started
         return
     open_history(started)
 
 
-def deleted_notice(services: Services, history: HistoryRecord) -> None:
-    """A link to a deleted history says so, with Undo (the history comes back as it was)."""
+def deleted_notice(services: Services, history: HistoryRecord, actor: Actor | None = None) -> None:
+    """A link to a deleted history says so, with Undo (the history comes back as it was) for whoever may change it
+    (``actor``; the person this run acts for when not given)."""
+    actor = actor if actor is not None else current_actor()
     name = f"“{history.title}”" if history.title else str(history.id)
+    if not access.may_write(actor, history):
+        st.warning(f"Edit history {name} was deleted, so it is hidden from the Gallery.")
+        return
     st.warning(f"Edit history {name} was deleted, so it is hidden from the Gallery. Undo brings it back as it was.")
     if st.button("Undo", key=f"restore_{history.id}", help="Restore this history."):
-        restore_history(services, history.id)
+        try:
+            access.restore(services, actor, history.id)
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            return
         st.session_state.pop("open_history", None)
         st.rerun()
 
@@ -154,15 +200,22 @@ def recall_sentence(recalled: Recall, file_name: str, *, into_open_history: bool
 
 
 def apply_recall(services: Services, recalled: Recall, data: bytes, file_name: str,
-                 history_id: int | None) -> int | str:
-    """Reload the settings into the person's preferences and the commands onto the board of ``history_id``
-    (a new history from the image when None): the history, or the sentence saying why the file was refused."""
+                 history_id: int | None, *, user_id: int = LOCAL_USER_ID) -> int | str:
+    """Reload the settings into ``user_id``'s preferences and the commands onto the board of ``history_id``
+    (a new history from the image when None): the history, or the sentence saying why the file was refused.
+
+    ``history_id`` must be one the person may change (``PermissionDenied``); settings are kept only
+    for someone who may change their own (``settings.own``), else listed as not mapped.
+    """
+    actor = actor_for(services, user_id)
     if history_id is None:
-        started = start_from_upload(services, data, file_name.rsplit(".", 1)[0])
+        started = start_from_upload(services, data, file_name.rsplit(".", 1)[0], user_id=user_id)
         if isinstance(started, str):
             return started
         history_id = started
-    preferences = get_preferences(services)
+    else:
+        access.writable_history(services, actor, history_id)
+    preferences = get_preferences(services, user_id)
     kept: dict[str, Any] = {}
     refused: list[str] = []
     for key, value in recalled.settings.items():
@@ -170,8 +223,11 @@ def apply_recall(services: Services, recalled: Recall, data: bytes, file_name: s
             kept.update(validate_preferences({key: value}))
         except InvalidPreferences:
             refused.append(f"{key} = {value}")
+    if kept and not allowed(actor, "settings.own"):
+        refused.extend(f"{k} = {v} (your role may not change settings)" for k, v in kept.items())
+        kept = {}
     if kept:
-        save_preferences(services, {**preferences, **kept})
+        save_preferences(services, {**preferences, **kept}, user_id)
     n = len(recalled.commands)
     lines = [f"Recalled from {file_name}: {n} command{'s' if n != 1 else ''}, now on the Operation Board to check "
              "and run." if n else f"Recalled from {file_name}."]
@@ -186,13 +242,13 @@ def apply_recall(services: Services, recalled: Recall, data: bytes, file_name: s
     return history_id
 
 
-def _open_history_id(services: Services) -> int | None:
-    """The history the URL opens, when it exists and is not deleted."""
+def _open_history_id(services: Services, actor: Actor) -> int | None:
+    """The history the URL opens, when it exists, is not deleted and ``actor`` may change it (Recall writes to it)."""
     try:
         history = get_history(services, int(st.query_params.get("history", "")))
     except (ValueError, HistoryNotFound):
         return None
-    return None if history.deleted else history.id
+    return None if history.deleted or not access.may_write(actor, history) else history.id
 
 
 def _recall_offer(services: Services) -> None:
@@ -200,7 +256,8 @@ def _recall_offer(services: Services) -> None:
     offer = st.session_state.get(RECALL_OFFER)
     if offer is None:
         return
-    open_id = _open_history_id(services)
+    actor = current_actor()
+    open_id = _open_history_id(services, actor)
     st.info(recall_sentence(offer["recall"], offer["name"], into_open_history=open_id is not None),
             icon=":material/history:")
     if st.button("Start a new history with this image", type="primary", key="recall_start", width="stretch"):
@@ -210,7 +267,10 @@ def _recall_offer(services: Services) -> None:
     if st.button("Recall", key="recall_apply", width="stretch",
                  help="Reload its commands onto the Operation Board and its settings into your Settings."):
         st.session_state.pop(RECALL_OFFER, None)
-        outcome = apply_recall(services, offer["recall"], offer["data"], offer["name"], open_id)
+        try:
+            outcome = apply_recall(services, offer["recall"], offer["data"], offer["name"], open_id, user_id=actor.id)
+        except PermissionDenied as exc:
+            outcome = str(exc)
         if isinstance(outcome, str):
             st.session_state["upload_error"] = outcome
         elif outcome != open_id:
@@ -218,9 +278,13 @@ def _recall_offer(services: Services) -> None:
         st.rerun()
 
 
-def _new_edit_sidebar(services: Services) -> None:
+def _new_edit_sidebar(services: Services, actor: Actor) -> None:
     with st.sidebar:
         st.subheader("New edit")
+        if not can("jobs.submit"):
+            st.caption(f"{actor.label} ({actor.role}) may look at the team's histories (open one from the Gallery), "
+                       "not start one: that needs an account that may submit jobs.")
+            return
         limit_mb = services.settings.max_upload_bytes / 2**20
         upload = st.file_uploader(f"Upload a photo (PNG, JPEG, WebP, BMP or TIFF, up to {limit_mb:g} MB)",
                                   type=UPLOAD_TYPES, key="upload")
@@ -237,10 +301,10 @@ def _new_edit_sidebar(services: Services) -> None:
             st.rerun()
         if st.session_state.get("upload_error"):
             st.error(st.session_state.pop("upload_error"))
-        _generate_sidebar(services)
+        _generate_sidebar(services, actor)
 
 
-def _generate_sidebar(services: Services) -> None:
+def _generate_sidebar(services: Services, actor: Actor) -> None:
     """"Start from a prompt": a `generate` (txt2img) job whose image starts a new history."""
     st.subheader("Start from a prompt")
     if not services.settings.base_model:
@@ -260,8 +324,8 @@ def _generate_sidebar(services: Services) -> None:
     if go:
         try:
             job_id = submit_generate(services, prompt.strip(), title=prompt.strip()[:80],
-                                     user_settings=edit_params(get_preferences(services)))
-        except InvalidJobRequest as exc:
+                                     user_settings=edit_params(get_preferences(services, actor.id)), user_id=actor.id)
+        except (InvalidJobRequest, PermissionDenied) as exc:
             st.error(f"{exc} Nothing was queued.")
             return
         st.session_state[GENERATE_JOB] = job_id
@@ -285,24 +349,37 @@ def _generate_ended(job: JobRecord | None) -> None:
         st.session_state["generate_error"] = f"Generating failed: {job.error_message or 'no reason given'}"
 
 
-def _current_history(services: Services) -> int | None:
+def _current_history(services: Services, actor: Actor) -> HistoryRecord | None:
+    """The history the URL opens, if ``actor`` may read it; else the page says why and shows none of it."""
     raw = st.query_params.get("history")
     if raw is None:
         return None
     try:
         history_id = int(raw)
-        record = get_history(services, history_id)
+        record = access.readable_history(services, actor, history_id)
     except (ValueError, HistoryNotFound):
         st.error(f"There is no edit history {raw!r}; start a new one from the sidebar.")
         del st.query_params["history"]
         return None
+    except PermissionDenied as exc:
+        st.error(str(exc))
+        st.session_state.pop("open_history", None)
+        return None
     if record.deleted:
-        deleted_notice(services, record)
+        deleted_notice(services, record, actor)
         return None
     if st.session_state.get("open_history") != history_id:
         open_history(history_id)
         _resume_last_job(services, history_id)
-    return history_id
+    return record
+
+
+def seen_version(history: HistoryRecord) -> int:
+    """The version of ``history`` the page's previous run showed (what a click in this run was made on);
+    remembers this run's for the next one. The first run of a history has seen what it reads now."""
+    last = st.session_state.get(SEEN_VERSION)
+    st.session_state[SEEN_VERSION] = (history.id, history.version)
+    return last[1] if isinstance(last, tuple) and last[0] == history.id else history.version
 
 
 def _resume_last_job(services: Services, history_id: int) -> None:
@@ -326,27 +403,35 @@ def _resume_last_job(services: Services, history_id: int) -> None:
 
 def render() -> None:
     services = get_services()
-    _new_edit_sidebar(services)
-    history_id = _current_history(services)
-    if history_id is None:
+    actor = current_actor()
+    _new_edit_sidebar(services, actor)
+    history = _current_history(services, actor)
+    if history is None:
         st.title("Editor")
-        st.info("Upload a photo or pick a sample image in the sidebar to start a new edit history. "
-                "Then say what to change in the chat, for example “make it brighter”.")
+        if can("jobs.submit"):
+            st.info("Upload a photo or pick a sample image in the sidebar to start a new edit history. "
+                    "Then say what to change in the chat, for example “make it brighter”.")
+        else:
+            st.info("Open a history shared with the team from the Gallery to look at it, its steps and its chat.")
         return
-    history = get_history(services, history_id)
+    view = Standing(actor=actor, history=history, writable=access.may_write(actor, history),
+                    seen_version=seen_version(history))
+    history_id = history.id
+    may_submit = can("jobs.submit")
     base_id = base_step_id(services, history_id)
     base = get_step(services, base_id)
     assert base.image_id is not None
     rgb = rgb_of(services, base.image_id)
     rules = load_rules()
     current_selection = sel.current(base.image_id, rgb.shape[:2])
-    parts = segments.parts_of(services, base.image_id)
+    parts = segments.parts_of(services, base.image_id, user_id=actor.id, may_submit=may_submit)
     labels = planning_labels(rules, parts, current_selection is not None)
 
     st.title(history.title or f"Edit history {history_id}")
     steps = history_steps(services, history_id)
     st.caption(f"History {history_id} · {len(steps)} step{'s' if len(steps) != 1 else ''} · "
                f"base is step {base_id}. Every step is kept in the Gallery.")
+    _sharing(services, view)
     if not segments.configured(services):
         st.info("No segmenter is configured, so named parts (Hair, Background …) are not found automatically. "
                 "Whole-image commands such as “make it brighter” work as they are; to edit one part, select it "
@@ -356,7 +441,7 @@ def render() -> None:
                 "`chatedit models export-segmenter`.", icon="ℹ️")
     if any(s.parent_id is None and (s.params or {}).get(FLATTENED) for s in steps):
         st.info(FLATTENED_NOTICE, icon=":material/layers_clear:")
-    segments.render_parts(base.image_id, parts)
+    segments.render_parts(base.image_id, parts, may_retry=may_submit)
     notice = st.session_state.get("job_notice")  # stays until the next run, set-as-base or undo replaces it
     if notice:
         (st.success if notice[0] == "ok" else st.error)(notice[1])
@@ -364,18 +449,66 @@ def render() -> None:
     shown = None
     if parts.record is not None and st.session_state.get(segments.SHOW_OVERLAY):
         shown = segments.parts_overlay(rgb, parts.record)
-    _images(services, history_id, base, steps, shown)
-    label_map = segments.label_map_for(parts.record, rgb.shape[:2]) if parts.record is not None else None
-    with st.expander("Selection tools (brush, eraser, click to select)", expanded=current_selection is not None):
-        sel.render_tools(base.image_id, rgb, label_map)
-    with st.expander("Swap face"):
-        _swap_face(services, history_id, base)
+    result = _images(services, view, base, steps, shown)
+    _review(services, view, result if result is not None else base, is_base=result is None)
+    if view.writable:
+        label_map = segments.label_map_for(parts.record, rgb.shape[:2]) if parts.record is not None else None
+        with st.expander("Selection tools (brush, eraser, click to select)", expanded=current_selection is not None):
+            sel.render_tools(base.image_id, rgb, label_map)
+        with st.expander("Swap face"):
+            _swap_face(services, view, base)
 
     chat_col, board_col = st.columns([1, 1], gap="large")
     with chat_col:
-        _chat(services, history_id, labels, base.image_id)
+        _chat(services, view, labels, base.image_id)
     with board_col:
-        _board(services, history_id, base, labels, rules, current_selection)
+        _board(services, view, base, labels, rules, current_selection)
+    _follow(history_id, history.version)
+
+
+def _sharing(services: Services, view: Standing) -> None:
+    """Who sees this history: the owner (or an admin) shares it with the team or keeps it private; anyone
+    else is told whose it is and that they only look."""
+    history = view.history
+    shared = history.visibility == "team"
+    owner = "your" if history.owner_id == view.actor.id else f"{actor_for(services, history.owner_id).label}'s"
+    if not view.writable:
+        st.caption(f"{owner[0].upper()}{owner[1:]} history: you can look, not change it.")
+        return
+    on = st.toggle("Shared with the team", value=shared, key=f"share_{history.id}_{history.visibility}",
+                   help="On: everyone who may read the team's histories sees it, its steps and its chat; only its "
+                        "owner and admins change it. Off: only its owner and admins see it.")
+    st.caption(("Shared with the team: everyone who may read the team's histories sees it."
+                if shared else "Private: only its owner and admins see it.")
+               + ("" if owner == "your" else f" This is {owner} history; you may change it as an admin."))
+    if on != shared:
+        try:
+            access.share(services, view.actor, history.id, "team" if on else "private")
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
+
+
+def _review(services: Services, view: Standing, step: Any, *, is_base: bool) -> None:
+    """The review and comments of the step on show (the result, else the base), drawn only while open."""
+    panel = st.expander("Review and comments", key=REVIEW_OPEN, on_change="rerun")
+    if panel.open:
+        with panel:
+            st.caption(f"Step {step.id}, the {'base' if is_base else 'result on show'}.")
+            review_panel(services, view.actor, step.id, image_id=step.image_id, key_prefix="editor_review")
+
+
+@st.fragment(run_every=FOLLOW_S)
+def _follow(history_id: int, rendered_version: int) -> None:
+    """Someone else's change to the open history (a new step, another base, a rename) shows within ``FOLLOW_S``
+    seconds: when its version differs from the one this page showed, the whole page runs again (one small query)."""
+    try:
+        now = history_version(get_services(), history_id).version
+    except HistoryNotFound:
+        st.rerun(scope="app")
+    if now != rendered_version:
+        st.rerun(scope="app")
 
 
 def planning_labels(rules: Rules, parts: segments.PartsState, has_selection: bool) -> list[str]:
@@ -410,7 +543,7 @@ def face_swap_problem(services: Services) -> str | None:
             "file. Then restart `chatedit serve`.")
 
 
-def _swap_face(services: Services, history_id: int, base: Any) -> None:
+def _swap_face(services: Services, view: Standing, base: Any) -> None:
     """Upload a face photo; a `swap_face` job puts its largest face on the base's largest face, as a new step."""
     problem = face_swap_problem(services)
     if problem is not None:
@@ -422,25 +555,32 @@ def _swap_face(services: Services, history_id: int, base: Any) -> None:
     running = st.session_state.get("job_id") is not None
     if st.button("Swap face", key="swap_face_run", disabled=face is None or running, type="primary"):
         assert face is not None
-        queued = start_face_swap(services, history_id, base, face.getvalue())
+        queued = start_face_swap(services, view.history_id, base, face.getvalue(), user_id=view.actor.id)
         if isinstance(queued, str):
             st.error(queued)
             return
         _watch(queued)
 
 
-def start_face_swap(services: Services, history_id: int, base: Any, face_photo: bytes) -> int | str:
-    """Queue a `swap_face` job from the face photo onto the base step: its id, or the sentence saying why not."""
+def start_face_swap(services: Services, history_id: int, base: Any, face_photo: bytes, *,
+                    user_id: int = LOCAL_USER_ID) -> int | str:
+    """Queue ``user_id``'s `swap_face` job from the face photo onto the base step: its id, or the sentence saying
+    why not (someone who may not change the history or submit jobs included)."""
     try:
-        source = store_upload(services, face_photo)
+        access.require_history_write(services, user_id, history_id)
+        access.admit_owners(services, [user_id])
+    except PermissionDenied as exc:
+        return f"{exc} Nothing was queued."
+    try:
+        source = store_upload(services, face_photo, user_id=user_id)
     except ImageRejected as exc:
         return f"{exc} Nothing was queued."
     try:
         job_id = submit_swap_face(services, source_image_id=source.id, target_image_id=base.image_id,
-                                  history_id=history_id, parent_step_id=base.id)
-    except InvalidJobRequest as exc:
+                                  history_id=history_id, parent_step_id=base.id, user_id=user_id)
+    except (InvalidJobRequest, PermissionDenied) as exc:
         return f"{exc} Nothing was queued."
-    set_last_job(services, history_id, job_id)
+    set_last_job(services, history_id, job_id, by=user_id)
     return job_id
 
 
@@ -464,7 +604,10 @@ def redo_target(steps: Sequence[Any], base_id: int, undone: Sequence[int]) -> in
     return max(children, default=None)
 
 
-def _images(services: Services, history_id: int, base: Any, steps: list[Any], shown: np.ndarray | None) -> None:
+def _images(services: Services, view: Standing, base: Any, steps: list[Any], shown: np.ndarray | None) -> Any | None:
+    """The base and the result side by side (with Undo, Redo and Set as base for whoever may change the history);
+    returns the step shown as the result, if any."""
+    history_id = view.history_id
     result = _shown_result(services)
     before, after = st.columns(2, gap="medium")
     with before:
@@ -475,19 +618,22 @@ def _images(services: Services, history_id: int, base: Any, steps: list[Any], sh
         buttons.download_button("Download PNG", data=png_download(services, base.image_id), mime="image/png",
                                 file_name=f"chatedit-h{history_id}-step{base.id}.png", key="download_base",
                                 help="The image with its recipe (commands and parameters) embedded.")
-        if buttons.button("Undo", key="undo", disabled=base.parent_id is None, shortcut=UNDO_SHORTCUT,
-                          help="Go back to the step before this base (Ctrl+Z; ⌘Z on a Mac)."):
-            _undo(services, history_id, base)
         target = redo_target(steps, base.id, st.session_state.get(REDO_STEPS, []))
-        if buttons.button("Redo", key="redo", disabled=target is None, shortcut=REDO_SHORTCUT,
-                          help="Go forward again to the step you undid (Ctrl+Shift+Z; ⇧⌘Z on a Mac)."):
+        if view.writable and buttons.button("Undo", key="undo", disabled=base.parent_id is None,
+                                            shortcut=UNDO_SHORTCUT,
+                                            help="Go back to the step before this base (Ctrl+Z; ⌘Z on a Mac)."):
+            _undo(services, view, base)
+        if view.writable and buttons.button("Redo", key="redo", disabled=target is None, shortcut=REDO_SHORTCUT,
+                                            help="Go forward again to the step you undid "
+                                                 "(Ctrl+Shift+Z; ⇧⌘Z on a Mac)."):
             assert target is not None
-            _redo(services, history_id, target)
+            _redo(services, view, target)
     with after:
         st.subheader("Result")
         job_id = st.session_state.get("job_id")
         if job_id is not None:
-            watch_job(job_id, doing=lambda job: _noun(job).capitalize(), on_end=_edit_ended, preview=_edit_preview)
+            watch_job(job_id, doing=lambda job: _noun(job).capitalize(), on_end=_edit_ended, preview=_edit_preview,
+                      cancellable=view.writable)
         elif result is not None:
             assert result.image_id is not None
             shown_result = preview_of(services, result.image_id)
@@ -501,23 +647,26 @@ def _images(services: Services, history_id: int, base: Any, steps: list[Any], sh
             st.caption(("Ran: " + "; ".join(command_summary(c) for c in result.commands)) if result.commands
                        else f"Ran: {step_kind(result)}")
             r1, r2 = st.columns(2)
-            if r1.button("Set as base", type="primary", key="set_base",
-                         help="Continue editing from this result."):
-                set_base_step(services, history_id, result.id)
-                st.session_state.pop("result_step_id", None)
-                st.session_state["job_notice"] = ("ok", f"Step {result.id} is the new base.")
-                st.rerun()
+            if view.writable and r1.button("Set as base", type="primary", key="set_base",
+                                           help="Continue editing from this result."):
+                if _change_base(services, view, result.id):
+                    st.session_state.pop("result_step_id", None)
+                    st.session_state["job_notice"] = ("ok", f"Step {result.id} is the new base.")
+                    st.rerun()
             r2.download_button("Download PNG", data=png_download(services, result.image_id), mime="image/png",
                                file_name=f"chatedit-h{history_id}-step{result.id}.png", key="download_result",
                                help="The image with its recipe (commands and parameters) embedded.")
-        else:
+        elif view.writable:
             st.info("Run commands from the Operation Board; the result appears here, beside the base.")
+        else:
+            st.caption("Open a step from the history tree to see it here, beside the base.")
     tree = st.expander(f"History tree: {len(steps)} step{'s' if len(steps) != 1 else ''}, click one to open it",
                        key=HISTORY_TREE, on_change="rerun")
     if tree.open:  # thumbnails are only sent while someone looks at them
         with tree:
             render_tree(services, steps, base.id, key="editor_tree", on_open=_open_step,
                         selected=result.id if result is not None else None)
+    return result
 
 
 def _shown_result(services: Services) -> Any | None:
@@ -532,9 +681,21 @@ def _shown_result(services: Services) -> Any | None:
         return None
 
 
-def _undo(services: Services, history_id: int, base: Any) -> None:
+def _change_base(services: Services, view: Standing, step_id: int) -> bool:
+    """Make ``step_id`` the base as the person on the page, on the version they saw; False (with the sentence
+    on the page, nothing changed) when someone changed the history since or they may not."""
+    try:
+        access.change_base(services, view.actor, view.history_id, step_id, seen_version=view.seen_version)
+    except (StaleHistory, PermissionDenied, StepNotFound) as exc:
+        st.error(str(exc))
+        return False
+    return True
+
+
+def _undo(services: Services, view: Standing, base: Any) -> None:
     """The base goes back to its parent; the undone step stays on show and on the redo list."""
-    set_base_step(services, history_id, base.parent_id)
+    if not _change_base(services, view, base.parent_id):
+        return
     st.session_state[REDO_STEPS] = [*st.session_state.get(REDO_STEPS, []), base.id]
     st.session_state["result_step_id"] = base.id
     text = (f"Undone: the base is step {base.parent_id} again. The undone step is shown as the result "
@@ -543,8 +704,9 @@ def _undo(services: Services, history_id: int, base: Any) -> None:
     st.rerun()
 
 
-def _redo(services: Services, history_id: int, target: int) -> None:
-    set_base_step(services, history_id, target)
+def _redo(services: Services, view: Standing, target: int) -> None:
+    if not _change_base(services, view, target):
+        return
     undone = list(st.session_state.get(REDO_STEPS, []))
     if undone and undone[-1] == target:
         undone.pop()
@@ -599,13 +761,18 @@ def _edit_preview(services: Services, job: JobRecord) -> bytes | None:
 # ---------------------------------------------------------------- chat
 
 
-def _chat(services: Services, history_id: int, labels: list[str], image_id: int) -> None:
+def _chat(services: Services, view: Standing, labels: list[str], image_id: int) -> None:
+    history_id, user_id = view.history_id, view.actor.id
     head, advise_col = st.columns([3, 1])
     head.subheader("Chat")
-    if services.settings.vision_model and advise_col.button(
+    if view.writable and services.settings.vision_model and advise_col.button(
             "Advise", key="advise", help=f"Ask {services.settings.vision_model} to look at the base image and "
                                          "suggest edits; the suggestions land on the Operation Board."):
-        chat.advise_image(services, history_id, png_of(services, image_id), labels)
+        try:
+            chat.advise_image(services, history_id, png_of(services, image_id), labels, user_id=user_id)
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            return
         st.rerun()
     history = messages(services, history_id)
     box = st.container(height=360)
@@ -618,22 +785,29 @@ def _chat(services: Services, history_id: int, labels: list[str], image_id: int)
                 st.markdown(message.content)
     pending = pending_plan_job(services, history_id)
     if pending is not None:
-        chat.plan_job_panel(pending, history_id)
-    name, model = chat.planner_name(services), chat.planner_model(services)
+        chat.plan_job_panel(pending, history_id, cancellable=view.writable)
+    if not view.writable:
+        return
+    name, model = chat.planner_name(services, user_id), chat.planner_model(services, user_id)
     st.caption(f"Planner: **{name}**" + (f" · model `{model}`" if name == "openai" and model else "")
                + " (change it in Settings).")
     prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt",
                            disabled=pending is not None)
     if prompt and prompt.strip():
-        chat.ask(services, history_id, prompt.strip(), labels, box)
+        try:
+            chat.ask(services, history_id, prompt.strip(), labels, box, user_id=user_id)
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            return
         st.rerun()
 
 
 # ---------------------------------------------------------------- operation board
 
 
-def _board(services: Services, history_id: int, base: Any, labels: list[str], rules: Rules,
+def _board(services: Services, view: Standing, base: Any, labels: list[str], rules: Rules,
            current_selection: np.ndarray | None) -> None:
+    history_id = view.history_id
     st.subheader("Operation Board")
     source = latest_reply(messages(services, history_id))
     if source is None:
@@ -643,8 +817,12 @@ def _board(services: Services, history_id: int, base: Any, labels: list[str], ru
         st.caption("The latest reply has no commands, so there is nothing to run. Say what to change in the chat; "
                    "the commands of the next reply appear here.")
         return
+    if not view.writable:  # the commands as they read, nothing to adjust or run
+        st.markdown("\n".join(f"- {command_summary(item)}" for item in source.commands))
+        return
     running = st.session_state.get("job_id") is not None
-    problems = backend_problems(source.commands, services.settings, edit_params(get_preferences(services)))
+    problems = backend_problems(source.commands, services.settings,
+                                edit_params(get_preferences(services, view.actor.id)))
     rows: list[tuple[bool, dict[str, Any] | None]] = []
     for i, item in enumerate(source.commands):
         rows.append(_board_row(f"{source.id}_{i}", item, labels, rules, problems.get(i)))
@@ -654,7 +832,7 @@ def _board(services: Services, history_id: int, base: Any, labels: list[str], ru
     run_selected = left.button("Run selected", key="run_selected", disabled=running or not chosen, type="primary")
     run_all = right.button("Run all", key="run_all", disabled=running or not valid)
     if run_selected or run_all:
-        _run(services, history_id, base, chosen if run_selected else valid, current_selection)
+        _run(services, view, base, chosen if run_selected else valid, current_selection)
 
 
 def latest_reply(history: Sequence[MessageRecord]) -> MessageRecord | None:
@@ -717,20 +895,22 @@ def _para_input(key: str, para: ParaRule, value: Any, labels: list[str], *, disa
     return st.text_input(label, value="" if value is None else str(value), key=key, disabled=disabled)
 
 
-def _run(services: Services, history_id: int, base: Any, commands: list[dict[str, Any]],
+def _run(services: Services, view: Standing, base: Any, commands: list[dict[str, Any]],
          current_selection: np.ndarray | None) -> None:
-    preferences = get_preferences(services)
+    history_id, user_id = view.history_id, view.actor.id
+    preferences = get_preferences(services, user_id)
     request = EditRequest(
         image_id=base.image_id, commands=commands, history_id=history_id, parent_step_id=base.id,
         selection_key=sel.blob_key(services, current_selection), user_settings=edit_params(preferences),
+        user_id=user_id,
     )
     try:
         job_id = submit_edit(services, request)
     except InvalidEdit as exc:
         st.error(f"These commands cannot run: {exc}")
         return
-    except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
+    except (InvalidJobRequest, PermissionDenied) as exc:  # e.g. as many jobs queued as one may; a viewer
         st.error(f"{exc} Nothing was queued.")
         return
-    set_last_job(services, history_id, job_id)
+    set_last_job(services, history_id, job_id, by=user_id)
     _watch(job_id)

@@ -26,10 +26,11 @@ from jobs.segmentation import (
     SegmentationRecord,
     find_segmentation,
     load_segmentation,
+    submit_segmentation,
 )
 from jobs.services import Services
+from jobs.services.permissions import PermissionDenied
 
-SEGMENT_KIND = "segment"
 #: Session keys: image id → segment job id; (image id, model id) → SegmentationRecord; the overlay toggle.
 JOBS = "segment_jobs"
 RECORDS = "segment_records"
@@ -45,10 +46,12 @@ class PartsState:
     record: SegmentationRecord | None = None
     job_id: int | None = None
     problem: str | None = None
+    #: Why nothing is being found, when that is no fault (e.g. the person may not start the job): a caption.
+    note: str | None = None
 
     @property
     def pending(self) -> bool:
-        return self.record is None and self.job_id is not None and self.problem is None
+        return self.record is None and self.job_id is not None and self.problem is None and self.note is None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -67,13 +70,12 @@ def model_id_of(services: Services) -> str:
     return read_metadata(path).model_id
 
 
-def submit_segmentation(services: Services, image_id: int) -> int:
-    """Queue the interactive `segment` job for this image (served from the cache when it was segmented before)."""
-    return services.queue.enqueue(SEGMENT_KIND, {"image_id": image_id}, lane="interactive", priority=20)
+def parts_of(services: Services, image_id: int, *, user_id: int, may_submit: bool = True) -> PartsState:
+    """This image's parts by the configured segmenter: cached, being computed, or why not (never blocks on a model).
 
-
-def parts_of(services: Services, image_id: int) -> PartsState:
-    """This image's parts by the configured segmenter: cached, being computed, or why not (never blocks on a model)."""
+    The `segment` job is ``user_id``'s; someone who may not submit jobs (a viewer) gets what is
+    cached, else a note, and no job.
+    """
     if not configured(services):
         return PartsState(configured=False)
     try:
@@ -91,8 +93,13 @@ def parts_of(services: Services, image_id: int) -> PartsState:
     jobs: dict[int, int] = st.session_state.setdefault(JOBS, {})
     job_id = jobs.get(image_id)
     if job_id is None:
+        if not may_submit:
+            return PartsState(configured=True, note="The parts of this image have not been found yet; finding them "
+                                                     "is started by someone who may submit jobs.")
         try:
-            job_id = submit_segmentation(services, image_id)
+            job_id = submit_segmentation(services, image_id, user_id=user_id)
+        except PermissionDenied as exc:
+            return PartsState(configured=True, note=str(exc))
         except InvalidJobRequest as exc:
             # Not remembered: the next run of the page asks again (e.g. once the person's queue has room).
             return PartsState(configured=True, problem=f"Finding the parts was not queued. {exc}")
@@ -155,9 +162,15 @@ def chips_markdown(record: SegmentationRecord) -> str:
                     else f":gray-badge[{name} · <1%]" for name in names)
 
 
-def render_parts(image_id: int, state: PartsState) -> Any:
-    """The parts strip above the images: progress, the chips and the overlay toggle, or the problem."""
+def render_parts(image_id: int, state: PartsState, *, may_retry: bool = True) -> Any:
+    """The parts strip above the images: progress, the chips and the overlay toggle, or the problem.
+
+    ``may_retry``: whether the person may start the job again (someone only looking may not).
+    """
     if not state.configured:
+        return
+    if state.note is not None and state.record is None:
+        st.caption(state.note)
         return
     if state.record is not None:
         record = state.record
@@ -168,7 +181,8 @@ def render_parts(image_id: int, state: PartsState) -> Any:
     if state.problem is not None:
         st.error(state.problem + " Until then, select regions with the brush or a click; commands can target "
                                  "**Selection** and the whole image.")
-        if state.job_id is not None and st.button("Find the parts again", key=f"segment_retry_{image_id}"):
+        if may_retry and state.job_id is not None and st.button("Find the parts again",
+                                                                 key=f"segment_retry_{image_id}"):
             retry(image_id)
             st.rerun()
         return

@@ -19,10 +19,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image as PILImage
 
+from app.ui.identity import current_actor
 from core.mask_tools import PointOutsideImage, auto_fill, fill_points, select_at
 from core.masks import InvalidMask, mask_from_png, resize_mask
 from jobs.selections import selection_png, store_selection
 from jobs.services import Services
+from jobs.services.access import require_history_write
 
 CANVAS_WIDTH = 512
 #: Session keys. Tests set the components' values through these (``brush_strokes``, ``click_point``).
@@ -129,14 +131,19 @@ def current(image_id: int, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def store(image_id: int, selection: np.ndarray | None) -> None:
-    """Make ``selection`` the open history's selection (None or an empty mask: nothing selected)."""
-    st.session_state[SELECTION_IMAGE] = image_id
-    st.session_state[SELECTION] = selection
+    """Make ``selection`` the open history's selection (None or an empty mask: nothing selected).
+
+    The history keeps it only for someone who may change the history (``PermissionDenied`` otherwise).
+    """
     history_id = st.session_state.get(OPEN_HISTORY)
     if history_id is not None:
-        st.session_state[SELECTION_HISTORY] = history_id
+        services = _services()
+        require_history_write(services, current_actor().id, history_id)
         keep = selection is not None and bool(selection.any())
-        store_selection(_services(), history_id, to_png(selection) if keep else None)  # type: ignore[arg-type]
+        store_selection(services, history_id, to_png(selection) if keep else None)  # type: ignore[arg-type]
+        st.session_state[SELECTION_HISTORY] = history_id
+    st.session_state[SELECTION_IMAGE] = image_id
+    st.session_state[SELECTION] = selection
 
 
 def _services() -> Services:

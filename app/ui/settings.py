@@ -12,9 +12,11 @@ from typing import Any
 import streamlit as st
 
 from app.ui.common import get_services
+from app.ui.identity import can, current_actor
 from core.backends import GENERATIVE_BACKENDS, OPENAI_IMAGE_VARIABLE
 from core.rules import load_rules
 from core.settings import Settings
+from jobs.services.permissions import PermissionDenied
 from jobs.user_settings import (
     LORA_WEIGHT_HIGH,
     LORA_WEIGHT_LOW,
@@ -81,11 +83,16 @@ def available_loras(settings: Settings) -> list[str]:
 
 def render() -> None:
     services = get_services()
+    actor = current_actor()
+    may_save = can("settings.own")
     st.title("Settings")
     st.write("Your defaults for every edit you run. A value set here replaces the built-in default and the "
              "command's template; a value written in a command itself still wins. Leave a setting on "
-             "**default** to use the built-in value.")
-    stored = get_preferences(services)
+             "**default** to use the built-in value. They are yours alone: other people have their own.")
+    if not may_save:
+        st.info(f"{actor.label} ({actor.role}) may read these settings but not change them: they are the defaults "
+                "of the edits someone runs, and this account runs none.")
+    stored = get_preferences(services, actor.id)
     defaults = load_rules().defaults
     notice = st.session_state.pop("settings_notice", None)
     if notice:
@@ -124,11 +131,11 @@ def render() -> None:
         loras = _lora_inputs(services.settings, stored.get("loras") or [])
         if loras:
             values["loras"] = loras
-        saved = st.form_submit_button("Save settings", type="primary")
+        saved = st.form_submit_button("Save settings", type="primary", disabled=not may_save)
     if saved:
         try:
-            clean = save_preferences(services, values)
-        except InvalidPreferences as exc:
+            clean = save_preferences(services, values, actor.id)
+        except (InvalidPreferences, PermissionDenied) as exc:
             st.error(str(exc) + " Nothing was changed.")
         else:
             st.session_state["settings_notice"] = (
@@ -136,8 +143,8 @@ def render() -> None:
                 else "Saved: every setting uses its built-in default.")
             _forget_widgets()  # the form shows what is stored now, ticks included
             st.rerun()
-    if stored and st.button("Reset all to built-in defaults", key="reset_preferences"):
-        save_preferences(services, {})
+    if may_save and stored and st.button("Reset all to built-in defaults", key="reset_preferences"):
+        save_preferences(services, {}, actor.id)
         _forget_widgets()
         st.session_state["settings_notice"] = "Saved: every setting uses its built-in default."
         st.rerun()

@@ -1,4 +1,8 @@
-"""The Status page: is the database there, which workers are alive, how deep each queue is, what is configured."""
+"""The Status page: is the database there, which workers are alive, how deep each queue is, what is configured.
+
+Recent jobs can be cancelled or retried here by whoever owns them, or an admin (``history.write_any``);
+anyone else sees the buttons disabled, with whose job it is.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from app.ui.common import get_services, when
+from app.ui.common import STATUS_ICONS, get_services, when
+from app.ui.identity import current_actor
 from app.ui.settings import PLANNER_ABOUT, editor_rows, planner_problem
 from core.errors import first_text_line
 from core.segmentation import SegmenterError, read_metadata
@@ -14,10 +19,23 @@ from core.segmentation.default_segmenter import segmenter_in_use
 from core.settings import LANES, Settings
 from db.migrate import current_revision
 from db.types import utcnow
+from jobs.errors import InvalidJobRequest, JobNotFound
+from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
+from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, actor_for, allowed
 
 REFRESH_S = 3.0
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: The jobs listed under "Recent jobs": the ones a person may want to stop or run again.
+ACTIONABLE = ("queued", "running", "failed", "cancelled")
+RECENT_JOBS = 10
+
+
+def may_manage(actor: Actor, job: JobRecord) -> bool:
+    """Whether ``actor`` may cancel or retry ``job``: their own (while they may submit jobs), or they are an admin."""
+    if allowed(actor, "history.write_any"):
+        return True
+    return job.owner_id == actor.id and allowed(actor, "jobs.submit")
 
 
 def render() -> None:
@@ -64,6 +82,8 @@ def _live(services: Services) -> None:
     st.table([{"lane": lane, **{s: counts.get((lane, s), 0) for s in STATUSES}}
                   for lane in LANES])
 
+    _recent_jobs(services, current_actor())
+
     st.subheader("Recent errors")
     since = utcnow() - timedelta(days=7)
     failed = [j for j in services.queue.list(status="failed", limit=10) if j.finished_at is None or j.finished_at >= since]
@@ -73,6 +93,57 @@ def _live(services: Services) -> None:
         st.table([{"job": j.id, "kind": j.kind, "lane": j.lane, "when": when(j.finished_at),
                        "error": first_text_line(j.error_message or j.error_type)[:200]} for j in failed],
                      )
+
+
+def _owner_label(services: Services, owner_id: int, names: dict[int, str]) -> str:
+    if owner_id not in names:
+        try:
+            names[owner_id] = actor_for(services, owner_id).label
+        except UnknownUser:
+            names[owner_id] = f"user {owner_id}"
+    return names[owner_id]
+
+
+def _recent_jobs(services: Services, actor: Actor) -> None:
+    """The newest queued, running, failed or cancelled jobs, with Cancel or Retry for whoever may."""
+    st.subheader("Recent jobs")
+    jobs = services.queue.list(status=list(ACTIONABLE), limit=RECENT_JOBS)
+    if not jobs:
+        st.caption("No job is queued, running, failed or cancelled.")
+        return
+    names: dict[int, str] = {}
+    for job in jobs:
+        owner = "you" if job.owner_id == actor.id else _owner_label(services, job.owner_id, names)
+        mine = may_manage(actor, job)
+        refused = None if mine else f"Only {owner} or an admin may cancel or retry this job."
+        text, button = st.columns([5, 1], vertical_alignment="center")
+        text.markdown(f"{STATUS_ICONS[job.status]} **Job {job.id}** · {job.kind} · {job.status.value} · "
+                      f"{'yours' if owner == 'you' else owner + '’s'} · {when(job.created_at)}")
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            if button.button("Cancel", key=f"status_cancel_{job.id}", disabled=not mine or job.cancel_requested,
+                             help=refused or "Stop this job (a running one stops at its next step)."):
+                _act(services, actor, job, "cancel")
+        elif button.button("Retry", key=f"status_retry_{job.id}", disabled=not mine,
+                           help=refused or "Queue this job again as a new job."):
+            _act(services, actor, job, "retry")
+
+
+def _act(services: Services, actor: Actor, job: JobRecord, action: str) -> None:
+    """Cancel or retry ``job`` as ``actor``, checked again here (a stale page or a typed click is no permission)."""
+    if not may_manage(actor, job):
+        st.error(f"{actor.label} ({actor.role}) may not {action} job {job.id}: it is not theirs.")
+        return
+    try:
+        if action == "cancel":
+            services.queue.cancel(job.id)
+        else:
+            new_id = services.queue.retry(job.id)
+            st.success(f"Job {job.id} is queued again as job {new_id}.")
+            return
+    except (InvalidJobRequest, JobNotFound, PermissionDenied) as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
 
 
 def _backends(services: Services) -> None:

@@ -20,10 +20,10 @@ from db.models import LOCAL_USER_ID
 from jobs.context import JobContext
 from jobs.errors import InvalidJobRequest, PermanentError
 from jobs.histories import record_step
-from jobs.services.access import require_history_write
 from jobs.images import encode_png, get_image, image_rgb, make_previews, store_job_image
 from jobs.registry import Payload
 from jobs.services import Services
+from jobs.services.access import require_history_write
 
 SWAP_FACE_KIND = "swap_face"
 _Id = Annotated[int, Field(ge=1, le=2**63 - 1)]

@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,8 +26,8 @@ from sqlmodel import Session, col, func, select
 from core.text import UnsafeText, check_text, clean_prompt
 from db.models import LOCAL_USER_ID, LOCAL_USER_NAME, USER_ROLES, AuditEntry, History, User, UserSession
 from db.types import utcnow
-from jobs.services.permissions import Actor, UnknownUser, require
 from jobs.services import Services
+from jobs.services.permissions import Actor, UnknownUser, require
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
@@ -142,8 +142,12 @@ class Accounts:
     # ------------------------------------------------------------------ accounts
 
     def create_user(self, actor: Actor, name: str, *, role: str = "editor", email: str | None = None,
-                    display_name: str = "", password: str | None = None) -> Account:
-        """A new account; ``password`` None: one without a password (it signs in another way, or not yet)."""
+                    display_name: str = "", password: str | None = None, first: bool = False) -> Account:
+        """A new account; ``password`` None: one without a password (it signs in another way, or not yet).
+
+        ``first``: only while no one can sign in (the first-run page, open to whoever comes first):
+        decided under a lock in the same transaction, so two people racing cannot both become admin.
+        """
         require(actor, "users.manage")
         name = _check_name(name)
         role = _check_role(role)
@@ -151,6 +155,12 @@ class Accounts:
         display_name = _check_display_name(display_name)
         password_hash = None if password is None else self.passwords.hash(_check_password(password))
         with self.services.database.write_session() as session:
+            if first:
+                # The local user's row is the lock (SQLite's writer holds the whole database already).
+                session.exec(select(User).where(User.id == LOCAL_USER_ID).with_for_update()).first()
+                if _anyone_can_sign_in(session):
+                    raise AccountError("An account that can sign in exists already; sign in, and ask an admin "
+                                       "for an account.", name=name)
             taken = session.exec(select(User).where(func.lower(User.name) == name.lower())).first()
             if taken is not None:
                 raise AccountError(f"The name {name} is taken (by {taken.name}); choose another.", name=name)
@@ -363,6 +373,33 @@ class Accounts:
     def _audit(self, session: Session, actor: Actor, action: str, user: User, detail: dict[str, Any]) -> None:
         record_audit(session, actor.id, action, "user", str(user.id), detail, self.clock())
 
+    # ------------------------------------------------------------------ doors' look-ups
+
+    def actor_named(self, name: str) -> Actor:
+        """The person named ``name`` as the permission check sees them (``UnknownUser`` when there is none).
+
+        What a door that is told whom it acts for (``chatedit --as NAME``) asks: it needs no
+        permission, since naming someone grants nothing; every action is still checked for them.
+        """
+        with self.services.database.session() as session:
+            return Actor.of(_user_named(session, name))
+
+    def sign_in_counts(self, actor: Actor, days: int = 14) -> list[tuple[date, int, int]]:
+        """(day, successful, failed) password sign-ins of each of the last ``days`` UTC days, oldest first."""
+        require(actor, "users.manage")
+        today = self.clock().astimezone(timezone.utc).date()
+        first = today - timedelta(days=max(1, days) - 1)
+        since = datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
+        with self.services.database.session() as session:
+            rows = session.exec(select(AuditEntry.action, AuditEntry.at).where(
+                col(AuditEntry.action).in_(("sign_in.succeeded", "sign_in.failed")), AuditEntry.at >= since)).all()
+        counts = {first + timedelta(days=n): [0, 0] for n in range((today - first).days + 1)}
+        for action, at in rows:
+            day = counts.get(at.astimezone(timezone.utc).date())
+            if day is not None:
+                day[0 if action == "sign_in.succeeded" else 1] += 1
+        return [(day, ok, failed) for day, (ok, failed) in counts.items()]
+
 
 
 def record_audit(session: Session, actor_id: int | None, action: str, object_type: str, object_id: str | None,
@@ -370,6 +407,20 @@ def record_audit(session: Session, actor_id: int | None, action: str, object_typ
     """Append one row to the audit log, in the caller's transaction (so it holds exactly when the change does)."""
     session.add(AuditEntry(at=at or utcnow(), actor_id=actor_id, action=action, object_type=object_type,
                            object_id=object_id, detail=detail))
+
+
+def _anyone_can_sign_in(session: Session) -> bool:
+    """Whether an active account other than the local user has a password or an OpenID identity."""
+    count = session.exec(select(func.count()).select_from(User).where(
+        col(User.id) != LOCAL_USER_ID, User.active == sa.true(),
+        sa.or_(col(User.password_hash).is_not(None), col(User.oidc_subject).is_not(None)))).one()
+    return bool(count)
+
+
+def anyone_can_sign_in(services: Services) -> bool:
+    """False on a fresh install with sign-in on: the first-run page makes the first admin."""
+    with services.database.session() as session:
+        return _anyone_can_sign_in(session)
 
 
 def _failures(session: Session, key: str) -> tuple[int, datetime | None]:
