@@ -117,3 +117,39 @@ def keep_screenshots(shots: Path) -> None:
         for picture in shots.glob("*.png"):
             if picture.name != "failure.png":
                 shutil.copy(picture, SCREENSHOTS / picture.name)
+
+
+@contextmanager
+def browser_people(shots: Path, *people: str) -> Iterator[dict[str, Any]]:
+    """One headless chromium with a context per person (its own cookies, so its own sign-in); yields
+    {person: page}. A failure leaves ``shots/failures/<person>.png`` of every person's page (kept out of
+    ``keep_screenshots``, which copies only ``shots/*.png``)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is needed at /usr/bin/chromium (bash .ci/ensure-chromium installs it)"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        pages = {}
+        for person in people:
+            page = browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
+            page.set_default_timeout(WAIT_MS)
+            pages[person] = page
+        expect.set_options(timeout=WAIT_MS)
+        try:
+            yield pages
+        except Exception:
+            (shots / "failures").mkdir(exist_ok=True)
+            for person, page in pages.items():
+                for n, each in enumerate(page.context.pages):  # a person may have opened a second tab
+                    try:
+                        each.screenshot(path=str(shots / "failures" / f"{person}{n or ''}.png"), full_page=True)
+                    except Exception:  # noqa: BLE001 - a page that cannot be drawn must not hide the failure
+                        pass
+            raise
+        finally:
+            browser.close()

@@ -256,3 +256,16 @@ def test_the_owner_sees_the_review_on_their_step_and_a_reviewer_only_reads_the_h
     rita = open_app_as(team.token(team.reviewer), page="gallery", open=str(private))
     assert "Rita (reviewer) may not read other people's private histories" in rita.error[0].value
     assert [m.value for m in rita.markdown if m.value.startswith("**")] == ["**Harbour at dusk**"]
+
+
+def test_an_approved_step_is_marked_as_a_training_example(app_env: Services, team: Team) -> None:
+    history_id, root = _history(app_env, team.editor, "Harbour at dusk")
+    step = _step(app_env, team.editor, history_id, root, "Make it brighter, please.", BRIGHTER)
+    at = open_app_as(team.token(team.reviewer), page="review")
+    assert not any("training example" in m.value for m in at.markdown)  # awaiting: not yet
+    reviews.decide(app_env, team.reviewer, step, "approve")
+    at.multiselect(key="review_states").set_value(["approved"]).run()
+    assert not at.exception, at.exception
+    assert any("training example" in m.value for m in at.markdown)
+    [example] = reviews.training_examples(app_env, team.admin)
+    assert (example.step_id, example.request) == (step, "Make it brighter, please.")

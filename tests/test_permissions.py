@@ -142,7 +142,7 @@ def test_the_local_user_is_the_admin_while_sign_in_is_off(services: Services) ->
 
 def test_the_readme_lists_each_roles_permissions_as_the_table_does() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("### Accounts and roles (foundation)", 1)[1].split("\n### ", 1)[0]
+    section = readme.split("### Accounts, roles, sign-in and review", 1)[1].split("\n### ", 1)[0]
     listed = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

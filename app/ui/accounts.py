@@ -16,10 +16,10 @@ import pandas as pd
 import streamlit as st
 
 from app.ui.common import get_services, when
-from app.ui.identity import current_actor
+from app.ui.identity import require_page
 from db.models import USER_ROLES
 from jobs.services.accounts import Account, AccountError, Accounts, AuditRecord
-from jobs.services.permissions import PERMISSIONS, ROLE_PERMISSIONS, ROLE_SUMMARIES, Actor, PermissionDenied, require
+from jobs.services.permissions import PERMISSIONS, ROLE_PERMISSIONS, ROLE_SUMMARIES, Actor, PermissionDenied
 
 #: Session keys: the sentence of the last change made (shown once on the next run), and flags that empty a form.
 DONE_KEY = "accounts_done"
@@ -36,12 +36,7 @@ SIGN_IN_DAYS = 14
 
 
 def render() -> None:
-    actor = current_actor()
-    try:
-        require(actor, "users.manage")
-    except PermissionDenied as exc:
-        st.error(f"{exc} The Accounts page is for admins.")
-        st.stop()
+    actor = require_page("users.manage", "The Accounts page is for admins.")
     service = Accounts(get_services())
     st.title("Accounts")
     done = st.session_state.pop(DONE_KEY, None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from jobs.services.permissions import Actor, allowed
+from jobs.services.permissions import Actor, PermissionDenied, allowed, require
 
 #: Session-state key of the local sign-in token (its sha256 is what the database keeps).
 SESSION_TOKEN_KEY = "chatedit_session_token"
@@ -35,3 +35,17 @@ def current_actor() -> Actor:
 def can(permission: str, obj: object = None) -> bool:
     """Whether the current person may ``permission`` (to ``obj``): what pages use to show or hide an action."""
     return allowed(current_actor(), permission, obj)
+
+
+def require_page(permission: str, why: str) -> Actor:
+    """The person this run acts for, if they may ``permission``; else the refusal and ``why``, and the page stops.
+
+    The menu already leaves out a page someone may not use; this check answers a typed URL or a stale link.
+    """
+    actor = current_actor()
+    try:
+        require(actor, permission)
+    except PermissionDenied as exc:
+        st.error(f"{exc} {why}")
+        st.stop()
+    return actor

@@ -11,12 +11,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui.common import command_summary, get_services, preview_of, when
-from app.ui.identity import current_actor
+from app.ui.identity import require_page
 from app.ui.navigation import EDITOR
 from app.ui.step_review import keyed_review_panel
 from jobs.gallery import list_users
 from jobs.services import Services
-from jobs.services.permissions import Actor, PermissionDenied, require
+from jobs.services.permissions import Actor
 from jobs.services.reviews import OPEN_STATES, REVIEW_STATES, STATE_LABELS, ReviewItem, review_queue
 
 #: The review panel's key prefix on this page; its ``_decided`` key says a decision was just recorded.
@@ -29,12 +29,7 @@ LIMIT = 50
 
 
 def render() -> None:
-    actor = current_actor()
-    try:
-        require(actor, "review.decide")
-    except PermissionDenied as exc:
-        st.error(f"{exc} The Review page is for reviewers and admins.")
-        st.stop()
+    actor = require_page("review.decide", "The Review page is for reviewers and admins.")
     services = get_services()
     st.title("Review")
     items = _filtered_queue(services, actor)

@@ -77,6 +77,10 @@ def _badge(state: reviews.StepState) -> None:
         st.badge(state.label, color=STATE_COLORS[state.state], icon=STATE_ICONS[state.state])  # type: ignore[arg-type]
         if state.decided_by:
             st.caption(f"by {state.decided_by} · {when(state.decided_at)}")
+        if state.state == "approved":
+            st.badge("training example", color="violet", icon=":material/school:",
+                     help="Approved steps become fine-tuning examples (the request, the parts, the commands and the "
+                          "result) for the dataset studio.")
 
 
 # ---------------------------------------------------------------- the picture and its pins
