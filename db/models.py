@@ -343,3 +343,63 @@ class StepComment(SQLModel, table=True):
     x: float | None = Field(default=None)
     y: float | None = Field(default=None)
     created_at: datetime = _created_at()
+
+
+class Dataset(SQLModel, table=True):
+    """A named fine-tuning dataset; its content lives in immutable versions."""
+
+    __tablename__ = "datasets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, nullable=False)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+
+
+class DatasetVersion(SQLModel, table=True):
+    """One immutable state of a dataset: every change (an import, a generation, an edit, a split) makes a new one."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "number", name="uq_dataset_versions_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="datasets.id", nullable=False, index=True)
+    number: int = Field(nullable=False)
+    #: The version this one was made from (None: made from nothing, e.g. a first import).
+    parent_id: int | None = Field(default=None, foreign_key="dataset_versions.id")
+    #: What made it, in words ("Imported seed_chat_dataset.json (seed format)", "Edited row 17").
+    note: str = Field(default="", max_length=500)
+    row_count: int = Field(default=0, nullable=False)
+    #: Rows kept aside (a failed check the admin did not overrule): stored, never exported or trained on.
+    aside_count: int = Field(default=0, nullable=False)
+    #: The seed the splits were drawn with; None while the version has no splits.
+    split_seed: int | None = Field(default=None, sa_type=sa.BigInteger)
+    #: The batch job that made it, if one did.
+    job_id: int | None = Field(default=None, sa_type=BigIntId)
+    #: What the generator spent: {"prompt_tokens": .., "completion_tokens": ..}, and other figures of the run.
+    stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+
+
+class DatasetRowRecord(SQLModel, table=True):
+    """One request → commands example of one version (``finetune.dataset_rows.DatasetRow`` in the database)."""
+
+    __tablename__ = "dataset_rows"
+    __table_args__ = (sa.Index("ix_dataset_rows_version_position", "version_id", "position"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    version_id: int = Field(foreign_key="dataset_versions.id", nullable=False)
+    position: int = Field(nullable=False)
+    request: str = Field(sa_type=sa.Text, nullable=False)
+    language: str = Field(max_length=8, nullable=False)
+    labels: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    conversation: list[list[str]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    commands: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    source: str = Field(max_length=16, nullable=False)
+    origin: str | None = Field(default=None, max_length=255)
+    seed: int | None = Field(default=None, sa_type=sa.BigInteger)
+    checks: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    split: str | None = Field(default=None, max_length=8)
+    #: True for a row that failed a check and was not kept by an admin.
+    aside: bool = Field(default=False, nullable=False)

@@ -31,6 +31,9 @@ BUILTIN_HANDLERS: dict[str, str] = {
     "eval_planner": "jobs.handlers.eval_planner:handle",
     "plan": "jobs.handlers.plan:handle",
     "generate": "jobs.handlers.generate:handle", "swap_face": "jobs.handlers.swap_face:handle",
+    "dataset_import": "jobs.handlers.datasets:handle_import",
+    "dataset_generate": "jobs.handlers.datasets:handle_generate",
+    "dataset_harvest": "jobs.handlers.datasets:handle_harvest",
 }
 
 #: kind → "module:Payload subclass". A kind listed here gets its payload checked at enqueue
@@ -43,6 +46,9 @@ PAYLOAD_MODELS: dict[str, str] = {
     "generate": "jobs.handlers.generate:GeneratePayload",
     "swap_face": "jobs.handlers.swap_face:SwapFacePayload",
     "segment": "jobs.handlers.segment:SegmentPayload",
+    "dataset_import": "jobs.handlers.datasets:DatasetImportPayload",
+    "dataset_generate": "jobs.handlers.datasets:DatasetGeneratePayload",
+    "dataset_harvest": "jobs.handlers.datasets:DatasetHarvestPayload",
 }
 
 
@@ -56,6 +62,9 @@ MAX_RUN_SECONDS: dict[str, float] = {
     "edit": 3600.0,
     "generate": 3600.0,
     "eval_planner": 86_400.0,
+    "dataset_import": 3600.0,
+    "dataset_generate": 86_400.0,
+    "dataset_harvest": 3600.0,
 }
 DEFAULT_MAX_RUN_S = 3600.0
 
