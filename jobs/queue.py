@@ -239,9 +239,9 @@ class JobQueue:
     rng: random.Random = field(default_factory=random.Random)
     #: Most jobs one owner may have queued at once (0: no limit); see the module's docstring.
     max_queued_per_owner: int = 0
-    #: Called with the owners of every batch before it is queued; raises to refuse it (the services
-    #: install the permission check here, so no route queues a job for someone who may not submit).
-    admit: Callable[[set[int]], None] | None = None
+    #: Called with the (owner, kind) pairs of every batch before it is queued; raises to refuse it (the
+    #: services install the permission check here, so no route queues a job for someone who may not).
+    admit: Callable[[set[tuple[int, str]]], None] | None = None
 
     def __post_init__(self) -> None:
         self._insert = postgresql.insert if self.database.is_postgres else sqlite.insert
@@ -283,7 +283,7 @@ class JobQueue:
         # Every spec is checked before a lock is taken: a malformed request never waits for one, nor holds it.
         rows = [self._job_row(spec, now, retry_of) for spec in specs]
         if self.admit is not None:
-            self.admit({row["owner_id"] for row in rows})
+            self.admit({(row["owner_id"], row["kind"]) for row in rows})
         limit = self.max_queued_per_owner
         if len(rows) == 1 and self.database.is_postgres:
             params = {f"p_{k}": v for k, v in rows[0].items()}

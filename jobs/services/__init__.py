@@ -37,9 +37,9 @@ class Services:
                          max_queued_per_owner=settings.max_queued_jobs_per_person)
         blobs = make_blob_store(settings.blob_store, data_dir=settings.data_dir, database=database)
         services = cls(settings=settings, database=database, blobs=blobs, queue=queue)
-        from jobs.services.access import admit_owners  # the door's check, installed in the machinery
+        from jobs.services.access import admit_jobs  # the door's check, installed in the machinery
 
-        queue.admit = lambda owners: admit_owners(services, owners)
+        queue.admit = lambda jobs: admit_jobs(services, jobs)
         return services
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Who may read or change a history, and who may submit work: every door asks here before it acts.
 
 Reading follows ownership and visibility (``history.read`` in ``permissions``); changing needs
-``history.write``. The queue calls :func:`admit_owners` before it queues anything, so a person
+``history.write``. The queue calls :func:`admit_jobs` before it queues anything, so a person
 without ``jobs.submit`` cannot queue a job by any route, however it was reached.
 """
 
@@ -17,17 +17,34 @@ from jobs.histories import HistoryRecord, StepRecord, get_history, get_step
 from jobs.services import Services
 from jobs.services.permissions import Actor, PermissionDenied, UnknownUser, allowed, require
 
+#: Job kinds that need more than ``jobs.submit``: the permission their owner must also have.
+KIND_PERMISSIONS: dict[str, str] = {
+    "dataset_import": "datasets.manage",
+    "dataset_generate": "datasets.manage",
+    "dataset_harvest": "datasets.manage",
+    "eval_planner": "datasets.manage",
+}
 
-def admit_owners(services: Services, owners: Iterable[int]) -> None:
-    """Refuse (:class:`PermissionDenied`) a batch of jobs if any owner may not submit jobs."""
-    wanted = set(owners)
+
+def admit_jobs(services: Services, jobs: Iterable[tuple[int, str]]) -> None:
+    """Refuse (:class:`PermissionDenied`) a batch of jobs if any owner may not submit jobs, or not that kind."""
+    wanted = set(jobs)
+    owners = {owner for owner, _ in wanted}
     with services.database.session() as session:
-        users = {u.id: u for u in session.exec(select(User).where(col(User.id).in_(wanted))).all()}
-    for owner in sorted(wanted):
+        users = {u.id: u for u in session.exec(select(User).where(col(User.id).in_(owners))).all()}
+    for owner, kind in sorted(wanted):
         user = users.get(owner)
         if user is None:
             raise UnknownUser(owner)
-        require(Actor.of(user), "jobs.submit")
+        actor = Actor.of(user)
+        require(actor, "jobs.submit")
+        if kind in KIND_PERMISSIONS:
+            require(actor, KIND_PERMISSIONS[kind])
+
+
+def admit_owners(services: Services, owners: Iterable[int]) -> None:
+    """Refuse (:class:`PermissionDenied`) unless every owner may submit jobs (pages check before they store input)."""
+    admit_jobs(services, {(owner, "") for owner in owners})
 
 
 def readable_history(services: Services, actor: Actor, history_id: int) -> HistoryRecord:
@@ -113,6 +130,6 @@ def readable_filter(actor: Actor):  # type: ignore[no-untyped-def]
     return or_(*conditions) if conditions else false()
 
 
-__all__ = ["PermissionDenied", "admit_owners", "change_base", "delete", "may_read", "rename", "restore", "share", "may_write", "readable_filter", "readable_history",
+__all__ = ["KIND_PERMISSIONS", "PermissionDenied", "admit_jobs", "admit_owners", "change_base", "delete", "may_read", "rename", "restore", "share", "may_write", "readable_filter", "readable_history",
            "readable_step",
            "require_history_write", "writable_history"]
