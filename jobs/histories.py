@@ -42,6 +42,8 @@ CHANGES = {
     "base": "chose another base step",
     "job": "started an edit",
     "message": "wrote in the chat",
+    "review": "reviewed a step",
+    "comment": "commented on a step",
     "title": "renamed it",
     "visibility": "changed who sees it",
     "deleted": "deleted it",

@@ -133,7 +133,7 @@ def test_a_password_sign_in_survives_a_reload_until_sign_out(tmp_path: Path) -> 
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_text("The name or the password is wrong.")).to_be_visible()
         wait_idle(page)
-        shot(page, shots / "sign-in.png")
+        shot(page, shots / "sign-in-refused.png")
 
         page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()

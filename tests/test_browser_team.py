@@ -14,12 +14,12 @@ the sign-in page, the Accounts page, the Review page and a reviewed step are tak
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.ui.editor import FOLLOW_S
 from app.ui.samples import landscape, still_life
 from core.settings import load_settings
 from jobs.gallery import base_step_id
@@ -40,6 +40,19 @@ PIN = (0.3, 0.4)
 COMMENT = "The left side is too dark now."
 
 
+#: For a page whose view must stay old: while ``window.chateditHoldPolling`` is true, the timers that repeat every
+#: FOLLOW_S seconds (the Editor's polling fragment: Streamlit's run_every is a setInterval) skip their turn.
+HOLD_POLLING = f"""
+const realSetInterval = window.setInterval;
+window.setInterval = function (callback, delay, ...rest) {{
+  if (typeof callback !== "function" || delay !== {FOLLOW_S * 1000:g}) return realSetInterval(callback, delay, ...rest);
+  return realSetInterval(function (...args) {{
+    if (!window.chateditHoldPolling) return callback.apply(this, args);
+  }}, delay, ...rest);
+}};
+"""
+
+
 def _services(data_dir: Path) -> Services:
     return Services.from_settings(load_settings(data_dir=data_dir))
 
@@ -53,7 +66,16 @@ def _sign_in(page: Any, url: str, name: str, label: str) -> None:
     page.get_by_role("textbox", name="Name", exact=True).fill(name)
     page.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    _signed_in(page, label)
+
+
+def _signed_in(page: Any, label: str) -> None:
+    """Wait until the sidebar says who is signed in and the browser keeps the session in its cookie (the page
+    writes it after its run; an address typed before that would find nobody signed in)."""
+    from playwright.sync_api import expect
+
     expect(page.get_by_text(f"Signed in as {label}")).to_be_visible()
+    page.wait_for_function("document.cookie.includes('chatedit_session=')")
     wait_idle(page)
 
 
@@ -64,7 +86,7 @@ def _create_account(page: Any, name: str, display: str, role: str) -> None:
     page.locator(".st-key-accounts_new_name input").fill(name)
     page.locator(".st-key-accounts_new_display input").fill(display)
     page.locator(".st-key-accounts_new_email input").fill(f"{name}@chatedit.test")
-    page.locator(".st-key-accounts_new_role").click()
+    page.locator(".st-key-accounts_new_role input").click()  # the box opens the list (its arrow toggles it)
     page.get_by_role("option", name=re.compile(f"^{role}:")).click()
     page.locator(".st-key-accounts_new_password input").fill(PASSWORD)
     page.locator(".st-key-accounts_new_password2 input").fill(PASSWORD)
@@ -99,6 +121,18 @@ def _picture(page: Any) -> Any:
     return picture
 
 
+def _tall_shot(page: Any, path: Path, *, height: int) -> None:
+    """A screenshot of the page from its top in a window ``height`` pixels tall: Streamlit scrolls its main area
+    itself, so a full-page screenshot shows only the window, wherever the last click scrolled it."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": height})
+    try:
+        page.get_by_test_id("stMain").evaluate("main => main.scrollTo(0, 0)")
+        shot(page, path)
+    finally:
+        page.set_viewport_size(size)
+
+
 def _menu(page: Any) -> Any:
     return page.get_by_test_id("stSidebarNav")
 
@@ -125,7 +159,7 @@ def test_a_team_shares_reviews_and_is_refused_a_stale_base(tmp_path: Path) -> No
         ada.get_by_role("textbox", name="Password", exact=True).fill(PASSWORD)
         ada.get_by_role("textbox", name="Password again").fill(PASSWORD)
         ada.get_by_role("button", name="Create the first admin").click()
-        expect(ada.get_by_text("Signed in as Ada (admin)")).to_be_visible()
+        _signed_in(ada, "Ada (admin)")
         expect(_menu(ada).get_by_text("Accounts", exact=True)).to_be_visible()
 
         # Now the app asks everyone else to sign in, and shows nothing else.
@@ -133,6 +167,8 @@ def test_a_team_shares_reviews_and_is_refused_a_stale_base(tmp_path: Path) -> No
         expect(ed.get_by_role("heading", name="Sign in to ChatEdit")).to_be_visible()
         expect(ed.get_by_role("heading", name="Create the first admin")).to_have_count(0)
         expect(ed.get_by_text("Upload a photo")).to_have_count(0)
+        for label in ("Name", "Password"):  # the form's labels are drawn after its boxes
+            expect(ed.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)).to_be_visible()
         wait_idle(ed)
         shot(ed, shots / "sign-in.png")
 
@@ -206,16 +242,19 @@ def test_a_team_shares_reviews_and_is_refused_a_stale_base(tmp_path: Path) -> No
         wait_idle(rita)
         rita.get_by_role("button", name="Comment").click()
         expect(rita.get_by_text(re.compile(r"Rita commented · pin 1"))).to_be_visible()
-        expect(rita.get_by_text(COMMENT)).to_be_visible()
+        expect(rita.get_by_role("blockquote").get_by_text(COMMENT)).to_be_visible()
+        expect(comment_box).to_have_value("")  # posted: the box is empty for the next one
         wait_idle(rita)
         _picture(rita)
-        shot(rita, shots / "review.png")
+        _tall_shot(rita, shots / "review.png", height=2100)
 
         # … then moves to "brighter" with j and approves it with a.
         rita.get_by_role("heading", name="Review").click()  # keys go to the page, not to a text box
         rita.keyboard.press("j")
         expect(rita.get_by_text("make it brighter", exact=True)).to_be_visible()
-        expect(rita.get_by_role("button", name="Approve")).to_be_enabled()
+        expect(rita.locator(f".st-key-review_{brighter.id}_approve")).to_be_visible()
+        expect(rita.locator(f".st-key-review_{darker.id}_approve")).to_have_count(0)
+        expect(rita.get_by_role("button", name="Approve")).to_have_count(1)
         wait_idle(rita)
         rita.get_by_role("heading", name="Review").click()
         rita.keyboard.press("a")
@@ -226,27 +265,28 @@ def test_a_team_shares_reviews_and_is_refused_a_stale_base(tmp_path: Path) -> No
         ed.get_by_text("Review and comments").click()
         expect(ed.get_by_text(f"Step {darker.id}, the result on show.")).to_be_visible()
         expect(ed.get_by_text(re.compile(r"Rita commented · pin 1"))).to_be_visible()
-        expect(ed.get_by_text(COMMENT)).to_be_visible()
+        expect(ed.get_by_role("blockquote").get_by_text(COMMENT)).to_be_visible()
         expect(ed.get_by_text("Numbers mark the points comments are pinned to")).to_be_visible()
         wait_idle(ed)
         _picture(ed)
-        shot(ed, shots / "reviewed-step.png")
+        _tall_shot(ed, shots / "reviewed-step.png", height=2300)
         # … and, on the base ("brighter", opened from the history tree), Rita's approval.
         ed.get_by_text(re.compile(r"^History tree: 3 steps")).click()
         ed.get_by_role("button", name=f"Step {brighter.id} · base").click()
         expect(ed.get_by_text(f"Step {brighter.id}, the base.")).to_be_visible()
         expect(ed.get_by_text("Rita approved")).to_be_visible()
-        expect(ed.get_by_text("You made this step: someone else approves or rejects it.")).to_have_count(0)
+        expect(ed.get_by_text(re.compile(r"^by Rita · "))).to_be_visible()  # beside the "approved" badge
         wait_idle(ed)
 
-        # 6. Ed and Ada both look at the history; Ed's view is old (its clock stopped: no refresh comes) when
-        # Ada sets "darker" as the base. Ed's Set as base on his old view is refused, with who and when.
+        # 6. Ed and Ada both look at the history; Ed's view is old (its refresh held back, as if he clicked within
+        # FOLLOW_S of Ada) when Ada sets "darker" as the base. His Set as base on it is refused, with who and when;
+        # the sentence stays on his page.
         old_view = ed.context.new_page()
-        old_view.clock.install()
+        old_view.add_init_script(HOLD_POLLING)
         old_view.goto(f"{url}/editor?history={shared_id}")
         expect(old_view.get_by_role("button", name="Set as base")).to_be_visible()
         wait_idle(old_view)
-        old_view.clock.pause_at(datetime.now() + timedelta(seconds=1))
+        old_view.evaluate("window.chateditHoldPolling = true")
 
         ada.goto(f"{url}/editor?history={shared_id}")
         expect(ada.get_by_text("This is Ed's history; you may change it as an admin.", exact=False)).to_be_visible()
@@ -256,9 +296,14 @@ def test_a_team_shares_reviews_and_is_refused_a_stale_base(tmp_path: Path) -> No
         expect(ada.get_by_text(f"Step {darker.id} is the new base.")).to_be_visible()
 
         old_view.get_by_role("button", name="Set as base").click()
-        expect(old_view.get_by_text(re.compile(r"This history changed after you looked at it: Ada chose another "
-                                               r"base step at .*Nothing was changed"))).to_be_visible()
-        old_view.clock.resume()
+        refusal = old_view.get_by_text(re.compile(r"This history changed after you looked at it: Ada chose another "
+                                                  r"base step at .*Nothing was changed"))
+        expect(refusal).to_be_visible()
+        expect(old_view.get_by_text(f"base is step {darker.id}.", exact=False)).to_be_visible()
+        old_view.evaluate("window.chateditHoldPolling = false")
+        old_view.get_by_text(re.compile(r"^History tree: 3 steps")).click()  # the page runs again: the sentence stays
+        expect(old_view.get_by_role("button", name=f"Step {darker.id} · base")).to_be_visible()
+        expect(refusal).to_be_visible()
         services = _services(data_dir)
         try:
             version = history_version(services, shared_id)

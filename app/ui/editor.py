@@ -682,13 +682,16 @@ def _shown_result(services: Services) -> Any | None:
 
 
 def _change_base(services: Services, view: Standing, step_id: int) -> bool:
-    """Make ``step_id`` the base as the person on the page, on the version they saw; False (with the sentence
-    on the page, nothing changed) when someone changed the history since or they may not."""
+    """Make ``step_id`` the base as the person on the page, on the version they saw. Refused (someone changed the
+    history since, or they may not): nothing changes, the sentence becomes the page's notice and the page runs
+    again (the run stops here)."""
     try:
         access.change_base(services, view.actor, view.history_id, step_id, seen_version=view.seen_version)
     except (StaleHistory, PermissionDenied, StepNotFound) as exc:
-        st.error(str(exc))
-        return False
+        # The page's notice, not a one-run st.error: the run that draws another person's new base is followed at
+        # once by another (the new image's selection canvas reports its size), which wiped a one-run sentence.
+        st.session_state["job_notice"] = ("error", str(exc))
+        st.rerun()
     return True
 
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from core.text import clean_prompt
 from db.models import REVIEW_DECISIONS, ChatMessage, History, Job, Step, StepComment, StepReview, User
-from jobs.histories import HistoryRecord, StepNotFound, StepRecord, get_history, history_record, step_record
+from jobs.histories import HistoryRecord, StepNotFound, StepRecord, get_history, history_record, step_record, touch
 from jobs.services import Services
 from jobs.services.access import readable_filter, readable_step
 from jobs.services.accounts import record_audit
@@ -123,6 +123,7 @@ def decide(services: Services, actor: Actor, step_id: int, decision: str, commen
     with services.database.write_session() as session:
         row = StepReview(step_id=step_id, reviewer_id=actor.id, decision=decision, comment=text)
         session.add(row)
+        _touch_history(session, step.history_id, actor, "review")
         session.flush()
         record_audit(session, actor.id, f"review.{decision}", "step", str(step_id), {"comment": bool(text)})
         return _review_entry(row, actor.label)
@@ -132,13 +133,14 @@ def comment(services: Services, actor: Actor, step_id: int, body: str, *, x: flo
             y: float | None = None) -> ThreadEntry:
     """Add a comment to a step's thread, pinned to the point (``x``, ``y``) of its image when both are given."""
     require(actor, "review.comment")
-    readable_step(services, actor, step_id)
+    step, _history = readable_step(services, actor, step_id)
     text = _comment_text(body, step_id, required=True)
     if (x is None) != (y is None) or (x is not None and not (0 <= x <= 1 and 0 <= y <= 1)):  # type: ignore[operator]
         raise ReviewRefused("A pin is a point of the picture: both x and y, each between 0 and 1.", step_id=step_id)
     with services.database.write_session() as session:
         row = StepComment(step_id=step_id, author_id=actor.id, body=text or "", x=x, y=y)
         session.add(row)
+        _touch_history(session, step.history_id, actor, "comment")
         session.flush()
         record_audit(session, actor.id, "review.comment", "step", str(step_id), {"pinned": x is not None})
         assert row.id is not None
@@ -301,6 +303,14 @@ def _request_of(session: Session, step: Step) -> str | None:
                         .where(ChatMessage.history_id == step.history_id, ChatMessage.role == "user",
                                col(ChatMessage.created_at) <= asked_at)
                         .order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc())).first()
+
+
+def _touch_history(session: Session, history_id: int, actor: Actor, change: str) -> None:
+    """A review or a comment is news for whoever has the history open: its version moves, their page refreshes."""
+    history = session.get(History, history_id)
+    if history is not None:
+        touch(history, by=actor.id, change=change)
+        session.add(history)
 
 
 def _comment_text(text: str | None, step_id: int, *, required: bool) -> str | None:
