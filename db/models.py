@@ -403,3 +403,48 @@ class DatasetRowRecord(SQLModel, table=True):
     split: str | None = Field(default=None, max_length=8)
     #: True for a row that failed a check and was not kept by an admin.
     aside: bool = Field(default=False, nullable=False)
+
+
+class EvalRun(SQLModel, table=True):
+    """One evaluation of a planner on a dataset version's split: what ran, on what, by whom, and the metrics."""
+
+    __tablename__ = "eval_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The planner: "rules", "reference" (the dataset's own outputs), "openai", "local".
+    planner: str = Field(max_length=32, nullable=False)
+    #: What the planner was exactly: the model id, the adapter, the base URL's host (never a key).
+    planner_detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    constrained: bool | None = Field(default=None)
+    #: ``NAME@N`` of the dataset version, and the split (None: every usable row).
+    dataset: str = Field(max_length=80, nullable=False)
+    split: str | None = Field(default=None, max_length=8)
+    example_count: int = Field(default=0, nullable=False)
+    #: ``finetune.metrics.EvalMetrics.to_dict()``; empty until the run finished.
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    #: Wall time, examples per second, batch size.
+    timings: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    status: str = Field(default="running", max_length=16, nullable=False)
+    job_id: int | None = Field(default=None, sa_type=BigIntId, unique=True)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class EvalExample(SQLModel, table=True):
+    """One example of a run: the request, what was expected, what the planner said, and its score."""
+
+    __tablename__ = "eval_examples"
+    __table_args__ = (sa.UniqueConstraint("run_id", "position", name="uq_eval_examples_position"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    run_id: int = Field(foreign_key="eval_runs.id", nullable=False)
+    position: int = Field(nullable=False)
+    request: str = Field(sa_type=sa.Text, nullable=False)
+    language: str = Field(max_length=8, nullable=False)
+    labels: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    expected: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    reply: str | None = Field(default=None, sa_type=sa.Text)
+    produced: list[Any] | None = Field(default=None, sa_type=JSONType)
+    #: ``finetune.metrics.ExampleScore.to_dict()``.
+    score: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)

@@ -23,6 +23,7 @@ KIND_PERMISSIONS: dict[str, str] = {
     "dataset_generate": "datasets.manage",
     "dataset_harvest": "datasets.manage",
     "eval_planner": "datasets.manage",
+    "eval_run": "datasets.manage",
 }
 
 
