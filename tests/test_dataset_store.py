@@ -88,7 +88,8 @@ def test_only_admins_manage_datasets(services: Services, team: Team, role: str) 
 def test_the_listing_counts_rows_versions_and_splits(services: Services, team: Team) -> None:
     rows = [_row(f"make it brighter {i}") for i in range(3)]
     rows = [DatasetRow(**{**r.__dict__, "split": s}) for r, s in zip(rows, ("train", "train", "test"), strict=True)]
-    datasets.create_version(services, team.admin, "counted", rows, note="split by hand", split_seed=5)
+    made = datasets.create_version(services, team.admin, "counted", rows, note="split by hand", split_seed=5)
+    assert made.split_counts == {"train": 2, "test": 1}
     [summary] = datasets.list_datasets(services, team.admin)
     assert summary.name == "counted" and summary.latest is not None
     assert summary.latest.split_counts == {"train": 2, "test": 1}

@@ -29,6 +29,8 @@ class DatasetImportPayload(Payload):
     blob_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     file_name: Annotated[str, Field(max_length=200)] = ""
     keep_invalid: bool = False
+    #: Draw train/val/test with this seed (None: leave the version unsplit).
+    split_seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = 0
 
 
 class DatasetGeneratePayload(Payload):
@@ -38,6 +40,7 @@ class DatasetGeneratePayload(Payload):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     languages: Annotated[list[Literal["en", "zh"]], Field(min_length=1, max_length=2)] = ["en", "zh"]
     llm_mode: Literal["write", "paraphrase"] = "paraphrase"
+    split_seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = 0
 
 
 class DatasetHarvestPayload(Payload):
@@ -73,6 +76,7 @@ def handle_import(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.8, f"{len(result.rows)} rows read; storing a new version…")
     what = payload.file_name or "an upload"
     version = datasets.extend(ctx.services, actor, payload.name, result.rows, job_id=ctx.job.id,
+                              split_seed=payload.split_seed,
                               note=f"Imported {what} ({payload.format} format)"
                                    + (f"; {len(result.rejected)} rows left out" if result.rejected else ""),
                               stats={"rejected": len(result.rejected)})
@@ -123,6 +127,7 @@ def handle_generate(ctx: JobContext) -> dict[str, Any]:
     parts = [f"{payload.templates:,} template rows" if payload.templates else "",
              f"{payload.llm:,} LLM rows ({payload.llm_mode})" if payload.llm else ""]
     version = datasets.extend(ctx.services, actor, payload.name, rows, job_id=ctx.job.id, stats=stats,
+                              split_seed=payload.split_seed,
                               note=f"Generated {' and '.join(p for p in parts if p)} with seed {payload.seed}")
     ctx.progress(1.0, f"Version {version.number} of {payload.name} has {version.row_count} rows.")
     return {"dataset": payload.name, "version": version.number, "rows": len(rows),

@@ -116,8 +116,10 @@ def list_datasets(services: Services, actor: Actor) -> list[DatasetSummary]:
     require(actor, "datasets.manage")
     with services.database.session() as session:
         datasets = session.exec(select(Dataset).order_by(col(Dataset.name))).all()
-        versions = session.exec(select(DatasetVersion).order_by(col(DatasetVersion.dataset_id),
-                                                                 col(DatasetVersion.number))).all()
+        # Only versions of the datasets just read: one made in between (a job finishing) waits for the next look.
+        versions = session.exec(select(DatasetVersion)
+                                .where(col(DatasetVersion.dataset_id).in_([d.id for d in datasets]))
+                                .order_by(col(DatasetVersion.dataset_id), col(DatasetVersion.number))).all()
         names = _user_names(session)
         splits = _split_counts(session, [v.id for v in versions if v.split_seed is not None])
         numbers = {v.id: v.number for v in versions}
@@ -192,25 +194,35 @@ def create_version(services: Services, actor: Actor, name: str, rows: Sequence[D
             session.execute(sa.insert(table), values[start:start + _CHUNK])
         record_audit(session, actor.id, "dataset.version", "dataset", name,
                      {"version": version.number, "rows": len(rows), "note": note[:200]})
-        return _version(version, name, _user_names(session), _split_counts(session, [version.id]) if split_seed
-                        is not None else {}, {} if parent is None else {parent_id: parent})
+        splits = _split_counts(session, [version.id]).get(version.id, {}) if split_seed is not None else {}
+        return _version(version, name, _user_names(session), splits, {} if parent is None else {parent_id: parent})
 
 
 def extend(services: Services, actor: Actor, name: str, rows: Sequence[DatasetRow], *, note: str,
-           job_id: int | None = None, stats: dict[str, Any] | None = None) -> VersionRecord:
+           job_id: int | None = None, stats: dict[str, Any] | None = None, split_seed: int | None = None,
+           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> VersionRecord:
     """A new version of ``name``: the newest version's rows, then ``rows`` (a first version when ``name`` is new).
 
-    Importing or generating into an existing name adds to it; splits are drawn again with :func:`split`.
+    Importing or generating into an existing name adds to it. With ``split_seed`` the usable rows of the new
+    version are drawn into train/val/test (stratified, no request in two splits), so it can be evaluated at once.
     """
     try:
-        base = get_version(services, actor, name)
+        base: VersionRecord | None = get_version(services, actor, name)
     except DatasetNotFound:
-        return create_version(services, actor, name, rows, note=note, job_id=job_id, stats=stats)
-    old = version_rows(services, actor, name, base.number)
+        base = None
+    old = [] if base is None else version_rows(services, actor, name, base.number)
     combined = [s.row for s in old] + list(rows)
     aside = [s.aside for s in old] + [not r.passed for r in rows]
-    return create_version(services, actor, name, combined, note=note, parent=base.number, aside=aside,
-                          job_id=job_id, stats=stats)
+    if split_seed is not None:
+        from finetune.cleaning import split_rows
+
+        usable = split_rows([r for r, a in zip(combined, aside, strict=True) if not a], seed=split_seed,
+                            fractions=fractions)
+        combined = usable + [r for r, a in zip(combined, aside, strict=True) if a]
+        aside = [False] * len(usable) + [True] * (len(combined) - len(usable))
+        note += f"; split with seed {split_seed}"
+    return create_version(services, actor, name, combined, note=note, parent=None if base is None else base.number,
+                          aside=aside, job_id=job_id, stats=stats, split_seed=split_seed)
 
 
 def edit_row(services: Services, actor: Actor, name: str, number: int, row_id: int, row: DatasetRow) -> VersionRecord:

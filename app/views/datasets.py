@@ -1,0 +1,5 @@
+"""The Datasets page (app/ui/datasets.py)."""
+
+from app.ui.datasets import render
+
+render()
