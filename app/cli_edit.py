@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import click
 
-from app.cli_common import acting_actor, acting_named, open_services
+from app.cli_common import Refused, acting_actor, acting_named, open_services
 from core.planners import IN_WORKER, PLANNERS
 from core.rules import load_rules
 from jobs.queue import JobStatus
@@ -279,21 +279,34 @@ def eval_group() -> None:
     """Measure planners (and, later, models) on datasets."""
 
 
+#: ``--split`` choices; ``all`` evaluates every usable row of the version.
+EVAL_SPLITS = ("test", "val", "train", "all")
+
+
 @eval_group.command("planner")
 @click.option("--planner", "planner_name", type=click.Choice((*PLANNER_CHOICES, "reference")), default="rules",
               show_default=True, help="'reference' scores the dataset's own outputs against the contract.")
 @click.option("--dataset", required=True,
-              help="A registered dataset's name (seed, or one in CHATEDIT_EVAL_DATASETS): run as a batch job; "
-                   "or a local thesis-format JSON file (LLaMA-Factory alpaca, labels in the history): run here.")
+              help="A dataset in the database, NAME or NAME@VERSION (`chatedit datasets list`): run as a stored "
+                   "evaluation run. Otherwise a registered dataset's name (CHATEDIT_EVAL_DATASETS) or a local "
+                   "thesis-format JSON file, scored with the older validity / target-F1 report.")
+@click.option("--split", type=click.Choice(EVAL_SPLITS), default=None,
+              help="Which rows of a database dataset  [default: test]; 'all' takes every usable row.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples.")
+@click.option("--constrained/--free", "constrained", default=None,
+              help="The local planner: decode under the command grammar (the default) or freely.")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Requests the local planner decodes together.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
-def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: int | None, as_json: bool) -> None:
-    """Validity rate, target-set F1 and command-type accuracy of a planner on a dataset.
+def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, split: str | None, limit: int | None,
+                 constrained: bool | None, batch_size: int, as_json: bool) -> None:
+    """Every metric of a planner on a dataset: parse rate, validity, exact match, command F1, errors, latency.
 
-    A registered dataset runs as a batch job (a job names a dataset; each worker reads its
-    own registered file). A local file is read by this command and evaluated here: it was
-    never the worker's to open.
+    A dataset in the database runs as an ``eval_run`` batch job (a worker in this process when no
+    live one serves the batch lane) and is stored: this command prints the stored run, the same
+    numbers the Evaluation page shows. A registered dataset or a local file keeps the older report
+    (validity, target-set F1, command-type accuracy); a file is read and evaluated here.
     """
     from db.migrate import upgrade
     from jobs.errors import PermanentError
@@ -301,12 +314,9 @@ def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: in
 
     settings = obj["settings"]
     registered = registered_datasets(settings)
-    if dataset not in registered:
-        path = Path(dataset)
-        if not path.is_file():
-            names = ", ".join(sorted(registered)) or "none"
-            raise click.BadParameter(f"{dataset!r} is neither a registered dataset ({names}) nor a file",
-                                     param_hint="--dataset")
+    path = Path(dataset)
+    if path.is_file() and dataset not in registered:
+        _only_for_stored(dataset, split, constrained)
         try:
             report = evaluate_planner(planner_name, path, settings=settings, limit=limit)
         except PermanentError as exc:
@@ -315,6 +325,22 @@ def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: in
         return
     with open_services(obj, need_schema=False) as services:
         upgrade(services.database)
+        actor = acting_actor(obj, services)
+        version = _stored_dataset(services, actor, dataset)
+        if version is not None:
+            run = _stored_run(services, actor, planner_name, version, split=split, limit=limit,
+                              constrained=constrained, batch_size=batch_size)
+            if as_json:
+                click.echo(json.dumps(_run_json(run), ensure_ascii=False, indent=2))
+            else:
+                click.echo(_format_run(run))
+            click.echo(f"Stored as evaluation run {run.id}; the Evaluation page shows it.", err=as_json)
+            return
+        if dataset not in registered:
+            names = ", ".join(sorted(registered)) or "none"
+            raise click.BadParameter(f"{dataset!r} is neither a dataset in the database (`chatedit datasets list`), "
+                                     f"a registered dataset ({names}), nor a file", param_hint="--dataset")
+        _only_for_stored(dataset, split, constrained)
         actor = _submitter(obj, services)
         payload = {"planner": planner_name, "dataset": dataset, **({"limit": limit} if limit else {})}
         job_id = services.queue.enqueue("eval_planner", payload, lane="batch", max_attempts=1, owner_id=actor.id)
@@ -323,6 +349,125 @@ def eval_planner(obj: dict[str, Any], planner_name: str, dataset: str, limit: in
             raise click.ClickException(f"Evaluation job {job_id} {job.status.value}: {job.error_message}")
         report = job.result or {}
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else _format_report(report))
+
+
+def _only_for_stored(dataset: str, split: str | None, constrained: bool | None) -> None:
+    """--split and --constrained/--free choose rows and decoding of database datasets; a file is scored whole."""
+    if split is not None or constrained is not None:
+        raise click.UsageError(f"--split and --constrained/--free apply to datasets in the database; {dataset!r} is "
+                               "a file or a registered dataset, scored whole (import it with `chatedit datasets "
+                               "import` to choose a split).")
+
+
+def _stored_dataset(services: Any, actor: Actor, dataset: str) -> Any:
+    """The database dataset version ``dataset`` names (NAME or NAME@N), or None when no such dataset exists.
+
+    A dataset that exists without the version asked for is an error, not another kind of dataset; so is
+    a person who may not manage datasets naming one.
+    """
+    from jobs.services import datasets as door
+    from jobs.services.permissions import PermissionDenied, allowed
+
+    try:
+        name, number = door.parse_spec(dataset)
+    except door.DatasetError:
+        return None
+    if not allowed(actor, "datasets.manage"):
+        return None
+    try:
+        return door.get_version(services, actor, name, number)
+    except door.DatasetNotFound:
+        if number is None:
+            return None
+        try:
+            door.get_version(services, actor, name)
+        except door.DatasetNotFound:
+            return None
+        raise click.ClickException(f"There is no version {number} of dataset {name!r}; "
+                                   "`chatedit datasets list` shows its versions.") from None
+    except PermissionDenied as exc:
+        raise Refused(str(exc)) from None
+
+
+def _stored_run(services: Any, actor: Actor, planner_name: str, version: Any, *, split: str | None,
+                limit: int | None, constrained: bool | None, batch_size: int) -> Any:
+    """Queue an ``eval_run`` of ``version``, wait for it (running a worker here if need be), and read it back."""
+    from app.cli_datasets import _wait
+    from jobs.services import datasets as door
+    from jobs.services import evaluations
+    from jobs.services.permissions import PermissionDenied
+
+    chosen = split or "test"
+    try:
+        job_id = evaluations.submit_run(services, actor, planner=planner_name, dataset=version.spec,
+                                        split=None if chosen == "all" else chosen, constrained=constrained,
+                                        limit=limit, batch_size=batch_size)
+    except PermissionDenied as exc:
+        raise Refused(str(exc)) from None
+    except (evaluations.EvaluationError, door.DatasetError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Queued the evaluation of {planner_name} on {version.spec}"
+               f"{'' if chosen == 'all' else '/' + chosen} as job {job_id}.", err=True)
+    job = _wait(services, job_id, timeout_s=None)
+    run = evaluations.run_of_job(services, actor, job_id)
+    if job.status is not JobStatus.SUCCEEDED or run is None:
+        reason = (job.error_message or "no reason was recorded").strip().rstrip(".")
+        kept = f" Run {run.id} keeps the {run.example_count:,} examples scored before that." if run is not None \
+            and run.example_count else ""
+        raise click.ClickException(f"The evaluation (job {job_id}) {job.status.value}: {reason}.{kept}")
+    return run
+
+
+def _is_rate(name: str) -> bool:
+    """Metrics that are shares (0..1) print as percentages (the Evaluation page shows them the same way)."""
+    return name != "examples" and not name.startswith(("latency", "prompt_tokens", "completion_tokens"))
+
+
+def _metric_text(name: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if _is_rate(name):
+        return f"{float(value):.1%}"
+    if name.startswith("latency"):
+        return f"{float(value):.3f}"
+    if name.endswith("_mean"):
+        return f"{float(value):.1f}"
+    return f"{int(value):,}"
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {"run_id": run.id, "run": run.label, "planner": run.planner, "planner_detail": run.planner_detail,
+            "constrained": run.constrained, "dataset": run.dataset, "split": run.split, "status": run.status,
+            "examples": run.example_count, "timings": run.timings, "metrics": run.metrics}
+
+
+def _format_run(run: Any) -> str:
+    """Every metric of a stored run, then per language, per command and per error type."""
+    from jobs.services.evaluations import ERROR_TYPES, LANGUAGE_METRICS, METRIC_LABELS, metrics_table
+
+    metrics = run.metrics
+    width = max(len(label) for label in METRIC_LABELS.values())
+    lines = [f"Run #{run.id}: {run.label.split(' ', 1)[1]}, {run.example_count:,} examples"
+             + (f" in {run.timings['wall_s']:g} s" if run.timings.get("wall_s") is not None else "") + "."]
+    lines += [f"  {METRIC_LABELS[name]:<{width}}  {_metric_text(name, value)}" for name, value in metrics_table(metrics)]
+    per_language = metrics.get("per_language") or {}
+    if per_language:
+        lines.append("Per language:")
+        for language, row in per_language.items():
+            shown = ", ".join(f"{METRIC_LABELS[n].split(' (')[0].lower()} {_metric_text(n, row.get(n))}"
+                              + (" s" if n.startswith("latency") and row.get(n) is not None else "")
+                              for n in LANGUAGE_METRICS if n != "examples")
+            count = int(row.get("examples") or 0)
+            lines.append(f"  {language} ({count:,} example{'' if count == 1 else 's'}): {shown}")
+    per_command = metrics.get("per_command") or {}
+    if per_command:
+        lines.append("Per command (F1, expected / produced):")
+        lines += [f"  {name:<10} {_metric_text('f1_micro', row.get('f1')):>6}  ({row.get('support', 0)} / "
+                  f"{row.get('produced', 0)})" for name, row in per_command.items()]
+    errors = metrics.get("errors") or {}
+    found = [f"{kind.replace('_', ' ')} {errors[kind]}" for kind in ERROR_TYPES if errors.get(kind)]
+    lines.append("Examples with each error: " + (", ".join(found) if found else "none") + ".")
+    return "\n".join(lines)
 
 
 def _format_report(r: dict[str, Any]) -> str:

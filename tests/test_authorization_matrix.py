@@ -174,6 +174,8 @@ page       admin editor reviewer viewer
 editor       Y     Y      Y        Y
 gallery      Y     Y      Y        Y
 review       Y     -      Y        -
+datasets     Y     -      -        -
+evaluation   Y     -      -        -
 settings     Y     Y      Y        Y
 accounts     Y     -      -        -
 status       Y     Y      Y        Y

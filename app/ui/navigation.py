@@ -16,6 +16,8 @@ PAGES_DIR = Path(__file__).parents[1] / "views"
 EDITOR = PAGES_DIR / "editor.py"
 GALLERY = PAGES_DIR / "gallery.py"
 REVIEW = PAGES_DIR / "review.py"
+DATASETS = PAGES_DIR / "datasets.py"
+EVALUATION = PAGES_DIR / "evaluation.py"
 SETTINGS = PAGES_DIR / "settings.py"
 ACCOUNTS = PAGES_DIR / "accounts.py"
 STATUS = PAGES_DIR / "status.py"
@@ -31,6 +33,8 @@ PAGE_PERMISSIONS: dict[str, str | None] = {
     "editor": None,
     "gallery": None,
     "review": "review.decide",
+    "datasets": "datasets.manage",
+    "evaluation": "datasets.manage",
     "settings": None,
     "accounts": "users.manage",
     "status": None,
@@ -49,6 +53,8 @@ def pages(actor: Actor) -> list[st.Page]:  # type: ignore[name-defined]
         (EDITOR, "Editor", ":material/brush:", "home"),
         (GALLERY, "Gallery", ":material/photo_library:", "gallery"),
         (REVIEW, "Review", ":material/rate_review:", "review"),
+        (DATASETS, "Datasets", ":material/dataset:", "datasets"),
+        (EVALUATION, "Evaluation", ":material/analytics:", "evaluation"),
         (SETTINGS, "Settings", ":material/tune:", "settings"),
         (ACCOUNTS, "Accounts", ":material/group:", "accounts"),
         (STATUS, "Status", ":material/monitor_heart:", "status"),

@@ -15,6 +15,14 @@ from typing import Any
 from sqlmodel import col, select
 
 from db.models import EvalExample, EvalRun, User
+from finetune.metrics import (  # noqa: F401 - re-exported: app/ reads metric names only through this door
+    ERROR_TYPES,
+    LANGUAGE_METRICS,
+    METRIC_LABELS,
+    METRIC_NAMES,
+    NONE,
+    metrics_table,
+)
 from jobs.services import Services
 from jobs.services.datasets import get_version, parse_spec
 from jobs.services.permissions import Actor, require

@@ -1,0 +1,5 @@
+"""The Evaluation page (app/ui/evaluation.py)."""
+
+from app.ui.evaluation import render
+
+render()
