@@ -15,15 +15,20 @@ PERSON = "<person>"
 #: is every label it means ("shoes" = both shoes). The first group the image has wins.
 PART_WORDS: list[tuple[str, list[list[str]]]] = [
     # The selection first, so "this" is not read as anything else.
-    (r"\b(?:the |this |my )?selection\b|\bselected (?:area|region|part)\b|\bthis (?:area|region|part|bit)\b"
-     r"|选中(?:的)?(?:区域|部分)?|选区|框选(?:的)?(?:区域|部分)?|涂抹(?:的)?区域|这(?:个|块|片)?区域|这里",
+    (r"\b(?:the |this |my )?selection\b"
+     r"|\b(?:selected|highlighted|marked|circled|masked|brushed) (?:area|region|part|bit|spot|thing|object)\b"
+     r"|\bthis (?:area|region|part|bit|spot)\b|\b(?:the )?(?:thing|part|area|bit|spot)s? (?:that )?"
+     r"I (?:selected|circled|marked|highlighted|brushed|painted over)\b|\bwhat I (?:selected|circled|marked|highlighted"
+     r"|brushed)\b"
+     r"|选中(?:的)?(?:区域|部分|地方)?|选区|框选(?:的)?(?:区域|部分)?|涂抹(?:的)?区域|这(?:个|块|片)?区域|这里"
+     r"|这(?:一)?(?:部分|块|片)|(?:我)?(?:圈|框|涂|标|画)(?:出来|起来|出|住)的(?:地方|区域|部分)?",
      [["Selection"]]),
     (r"\bleft (?:shoe|sneaker|boot)s?\b|左(?:脚的?)?鞋(?:子)?", [["Left-shoe"]]),
     (r"\bright (?:shoe|sneaker|boot)s?\b|右(?:脚的?)?鞋(?:子)?", [["Right-shoe"]]),
     (r"\b(?:shoes?|sneakers?|boots?|heels|footwear)\b|鞋子?|靴子?|高跟鞋|运动鞋", [["Left-shoe", "Right-shoe"]]),
     (r"\bleft arm\b|左(?:手)?臂|左手", [["Left-arm"]]),
     (r"\bright arm\b|右(?:手)?臂|右手", [["Right-arm"]]),
-    (r"\barms?\b|\bhands?\b|手臂|胳膊|双手|双臂", [["Left-arm", "Right-arm"]]),
+    (r"\barms?\b|(?<!-)\bhands?\b(?!-)|手臂|胳膊|双手|双臂", [["Left-arm", "Right-arm"]]),
     (r"\bleft leg\b|左腿", [["Left-leg"]]),
     (r"\bright leg\b|右腿", [["Right-leg"]]),
     (r"\blegs?\b|腿部?|双腿", [["Left-leg", "Right-leg"]]),
@@ -40,8 +45,12 @@ PART_WORDS: list[tuple[str, list[list[str]]]] = [
     # The person as a whole: every part of them this image has (not the background).
     # Not before a possessive ("the person's shirt" is the shirt).
     (r"\b(?:person|people|body|subject|figure)\b(?!['’]s\b)|(?:人物|人像|整个人|身体)(?!的)", [[PERSON]]),
-    (r"\bdress(?:es)?\b|\bgown\b|连衣裙|长裙", [["Dress"], ["Skirt"]]),
-    (r"\bskirts?\b|半身裙|短裙|裙子|裙摆|裙", [["Skirt"], ["Dress"]]),
+    # English keeps a dress and a skirt apart; the Chinese 连衣裙/长裙 falls back to the Skirt label (the
+    # seed dataset labels them so, and segmenters often split a dress into Skirt and Upper-clothes).
+    (r"\bdress(?:es)?\b|\bgown\b", [["Dress"]]),
+    (r"连衣裙|长裙", [["Dress"], ["Skirt"]]),
+    (r"\bskirts?\b|半身裙|短裙", [["Skirt"]]),
+    (r"裙子|裙摆|裙", [["Skirt"], ["Dress"]]),
     (r"\bpants\b|\btrousers\b|\bjeans\b|\bshorts\b|裤子|长裤|短裤|牛仔裤|裤", [["Pants"]]),
     (r"\bbelt\b|腰带|皮带", [["Belt"]]),
     (r"\bscarf\b|\bscarves\b|围巾", [["Scarf"]]),
@@ -50,6 +59,12 @@ PART_WORDS: list[tuple[str, list[list[str]]]] = [
      r"|clothing)s?\b|上衣|衣服|外套|夹克|衬衫|衬衣|毛衣|卫衣|T恤|t恤|上装|服装|衣着|上身",
      [["Upper-clothes"], ["Dress"]]),
 ]
+
+#: A side said apart from a paired part's word ("the right-hand shoe", "the shoe on the left", "左边的鞋子"):
+#: it keeps only that side's label. Labels follow the person's own left and right, as the segmenters do.
+SIDE_BEFORE = (r"(?:\b(?P<en>left|right)(?:[- ]hand)?(?:[- ]side)?\s+(?:[a-z]+\s+)?$)"
+               r"|(?:(?P<zh>左|右)(?:边|侧|手边|脚|手)?的?$)")
+SIDE_AFTER = r"^\s*(?:on|at) (?:the|her|his|their|my) (?P<en>left|right)(?:[- ]hand)?(?: side)?\b"
 
 #: Words that mean "the whole picture" (whole-image adjustments target []).
 WHOLE_IMAGE = (r"\b(?:it|image|photo|picture|pic|everything|whole thing|overall)\b"
@@ -60,7 +75,8 @@ PRONOUN = r"\b(?:it|them|its)\b|其|它们?|她的|他的"
 
 #: Intensity → scale of the default amount (0.3) and blur strength (0.5).
 LOW_INTENSITY = (r"\b(?:a (?:little )?bit|a little|slightly|a touch|somewhat|a tad|subtly|gently|lightly)\b"
-                 r"|一点|一些|稍微|稍稍|稍|略微|略|轻微|微微|些许|轻轻")
+                 r"|\b(?:a tiny bit|a hair|marginally|mildly|kind of|kinda)\b"
+                 r"|一点|一些|稍微|稍稍|稍|略微|略|轻微|微微|些许|轻轻|有点|有些")
 HIGH_INTENSITY = (r"\b(?:much|a lot|very|way|really|significantly|strongly|heavily|a great deal|extremely|super)\b"
                   r"|很|非常|大幅|十分|特别|极其|极|超级|大大|强烈|明显")
 
@@ -72,6 +88,8 @@ ADJUST_WORDS: list[tuple[str, str, int]] = [
     (r"\bbrighter\b|\bbrighten\b|\blighter\b|\blighten\b|\bmore light\b|\bexposure up\b"
      r"|提亮|调亮|变亮|亮一|更亮|增加亮度|提高亮度|增强亮度|亮度|(?<![漂闪光])亮",
      "brightness", 1),
+    (r"\bcolou?rs?\b(?=.*\b(?:pop|popping|punchier|richer)\b)|\b(?:tone|dial|turn) (?:down|up) the colou?rs?\b"
+     r"|\bcolou?rs? (?:down|up)\b", "saturation", 1),
     (r"\bless contrast\b|\blower (?:the )?contrast\b|\breduce (?:the )?contrast\b|\bflatter\b|降低对比度?|减少对比度?|减弱对比度?",
      "contrast", -1),
     (r"\bmore contrast\b|\bcontrast\b|\bpunchier\b|对比度|对比", "contrast", 1),
@@ -85,15 +103,73 @@ ADJUST_WORDS: list[tuple[str, str, int]] = [
     (r"\bsharpen\w*\b|\bsharper\b|\bcrisper\b|\bmore detail(?:ed)?\b|锐化|清晰度?|更清晰|锐利", "sharpness", 1),
 ]
 
+#: A positive adjustment said with one of these goes the other way: "not so vivid", "对比度降低一点", "饱和度低一点".
+LESSEN = (r"\b(?:not (?:so|as|that|too)|less|lower|reduce|decrease|tone down|turn down|dial (?:down|back))\b"
+          r"|别那么|不要那么|不那么|没那么|不用那么|降低|减少|减弱|调低|低一|低些|低点|小一|弱一|降一")
+
+#: Complaints: the state the person dislikes, and the adjustment that undoes it (its opposite).
+#: (pattern, property, sign of the state). Said after "too"/太 ("it's too dark", "这张太暗了"), or, for words
+#: that are complaints by themselves, after "is"/"looks" ("the image is blurry", "照片有点模糊").
+STATE_WORDS: list[tuple[str, str, int]] = [
+    (r"\bwashed[- ]out\b|\bdull\b|\bpale\b|\bmuted\b|\bfaded\b|\bdrab\b|\blifeless\b|\bbland\b|\bgr[ae]y(?:ish)?\b"
+     r"|暗淡|黯淡|苍白|寡淡|灰蒙蒙|发灰|太灰|灰|(?<!冷)淡|素|没什么(?:色彩|颜色)|没有(?:色彩|颜色)", "saturation", -1),
+    (r"\b(?:over-?)?saturated\b|\bvivid\b|\bcolou?rful\b|\bgarish\b|\bintense\b|\bloud\b|鲜艳|艳丽|艳|花哨|浓",
+     "saturation", 1),
+    (r"\bdark(?:er)?\b|\bdim\b|\bunder-?exposed\b|\bmurky\b|\bgloomy\b|\bshadowy\b|欠曝|(?<!黑)暗|(?<!淡)黑(?!白)",
+     "brightness", -1),
+    (r"\bbright(?:er)?\b|\blight\b|\bover-?exposed\b|\bblown out\b|\bglaring\b|过曝|曝光过度|刺眼|(?<![漂闪光])亮",
+     "brightness", 1),
+    (r"\bcold\b|\bcool\b|\bblu(?:e|ish)\b|冷|偏蓝|发蓝", "warmth", -1),
+    (r"\bwarm\b|\byellow(?:ish)?\b|\borange(?:y)?\b|暖|偏黄|发黄|(?<!金)黄", "warmth", 1),
+    (r"\bblurry\b|\bblurred\b|\bfuzzy\b|\bout of focus\b|\bunsharp\b|\bsoft\b|模糊|糊|不清楚|不清晰|不够清晰", "sharpness", -1),
+    (r"\bover-?sharpened\b|\bsharp\b|锐", "sharpness", 1),
+    (r"\bflat\b|\blow[- ]contrast\b|平淡|没有层次|没层次", "contrast", -1),
+    (r"\bcontrasty\b|\bharsh\b|\bhigh[- ]contrast\b", "contrast", 1),
+]
+#: Words that are complaints without "too": the state is a fault by itself.
+FAULT_WORDS = (r"\bwashed[- ]out\b|\bdull\b|\bfaded\b|\bdrab\b|\blifeless\b|\bmurky\b|\bblurry\b|\bblurred\b"
+               r"|\bfuzzy\b|\bout of focus\b|\bflat\b|\bunder-?exposed\b|\bover-?exposed\b|\bgloomy\b"
+               r"|暗淡|黯淡|灰蒙蒙|发灰|发黄|发蓝|偏黄|偏蓝|过曝|欠曝|曝光过度|模糊|不清楚|不清晰|没层次|没有层次"
+               r"|没什么(?:色彩|颜色)|没有(?:色彩|颜色)")
+#: "too" and its kin before a state; "is/looks" (or Chinese 了, 有点) before a fault word.
+COMPLAINT_MARKER = r"\b(?:too|overly|excessively)\b|太(?![阳太])|过于|过分|(?<![曝])过(?=[亮暗艳冷暖黄蓝灰淡])"
+COMPLAINT_COPULA = (r"\b(?:is|are|was|looks?|seems?|feels?|appears?|got|gotten|it['’]s|kind of|kinda|a bit|so)\b"
+                    r"|了|有点|有些|很|好|真|怎么这么|这么")
+#: A property said with how much there is: "too much contrast" (undo: less), "not enough contrast" (more).
+TONE_NOUNS: list[tuple[str, str]] = [
+    (r"\bcontrast\b|对比度?", "contrast"),
+    (r"\bsaturation\b|\bcolou?rs?\b|饱和度?|色彩|颜色", "saturation"),
+    (r"\bbrightness\b|\bexposure\b|\blight\b|亮度|曝光|光线", "brightness"),
+    (r"\bwarmth\b|色温", "warmth"),
+    (r"\bsharpness\b|\bdetails?\b|清晰度|锐度|细节", "sharpness"),
+]
+TOO_MUCH = (r"\b(?:too much|too high|too strong|so much|overdone|excessive)\b"
+            r"|(?<![对])太(?:高|强|多|重|大|足)|过(?:高|强|重)")
+TOO_LITTLE = (r"\b(?:not enough|too low|too weak|too little|lacks?|lacking|missing|no real|barely any)\b"
+              r"|不够|太(?:低|弱|少)|缺少|缺乏|没什么|没有什么|不足")
+
+#: Face attributes that are retouched, not removed or regenerated: "去掉脸上的痘痘" is a `face` retouch.
+FACE_ATTRIBUTES = (r"\bacne\b|\bpimples?\b|\bzits?\b|\bblemish\w*\b|\bwrinkles?\b|\bdark circles\b|\beye ?bags\b"
+                   r"|\bbags under\b|\bfreckles\b|\bcrow['’]?s feet\b"
+                   r"|\beyes?\b[^,.;]*\b(?:bigger|larger|wider|rounder)\b|\b(?:bigger|larger|wider|rounder) eyes\b"
+                   r"|痘痘?|痘印|粉刺|雀斑|皱纹|黑眼圈|眼袋|法令纹|鱼尾纹"
+                   r"|眼睛(?:放大|大一|大些|更大|再大|变大|大点)|大眼|双眼皮|瘦脸")
+
 BLUR_WORDS = r"\bblur\w*\b|\bbokeh\b|\bdefocus\w*\b|\bout of focus\b|虚化|模糊|景深"
 REMOVE_WORDS = (r"\bremove\b|\berase\b|\bdelete\b|\bget rid of\b|\btake (?:out|off|away)\b|\beliminate\b|\bwithout\b"
                 r"|去掉|去除|删除|删掉|移除|擦除|擦掉|抹去|抹掉|消除|拿掉|不要")
 FACE_WORDS = (r"\bsmil\w*\b|\blaugh\w*\b|\bgrin\w*\b|\bmake-?up\b|\blipstick\b|\bwrinkles?\b|\bskin\b|\bexpression\b"
-              r"|\bhappier\b|\bfreckles\b|\bblemish\w*\b|\bretouch\w*\b|\bbeautif\w*\b"
-              r"|微笑|笑容|笑|美颜|美白|妆容?|口红|唇|皮肤|肌肤|肤色|肤质|表情|五官|气色|磨皮|美化面部|美化脸")
+              r"|\bhappier\b|\bfreckles\b|\b(?:more )?awake\b|\btired\b|\benergetic\b|\byouthful\b|\byounger\b"
+              r"|\bblemish\w*\b|\bretouch\w*\b|\bbeautif\w*\b"
+              r"|微笑|笑容|笑|精神|憔悴|疲惫|年轻|美颜|美白|妆容?|口红|唇|皮肤|肌肤|肤色|肤质|表情|五官|气色|磨皮|美化面部|美化脸")
 STYLE_WORDS = (r"\bwater-?colou?r\b|\boil painting\b|\bsketch\b|\banime\b|\bcartoon\b|\bpixel art\b|\bcomic\b"
                r"|\bvan gogh\b|\bcyberpunk\b|\bukiyo-?e\b|\bin the style of\b|\bstyle\b|\bpainting\b|\bimpressionis\w*\b"
                r"|风格|画风|水彩|油画|素描|动漫|卡通|漫画|像素|赛博朋克|浮世绘|国画|水墨|印象派")
+#: Whole-image looks: a `style` when no part is named ("make it look vintage", "电影感"); with a part
+#: ("复古圆框眼镜") they describe the part and are left to the other readings.
+LOOK_WORDS = (r"\bcinematic\b|\bshot on film\b|\bon film\b|\bfilm (?:look|photo|grain|feel|style|camera)\b"
+              r"|\bvintage\b|\bretro\b|\bnoir\b|\bpolaroid\b|\blomo\b|\bsepia\b|\bdreamy\b|\bmoody\b"
+              r"|电影感|电影风|胶片感?|复古|日系|小清新|港风|梦幻感|氛围感")
 #: "to a thing" verbs: the text after the marker is what the targets become.
 CHANGE_MARKERS_ZH = (r"(?:更换|替换|改换|调换|修改|更改|调整|改变|转换|换|改|变|染|涂|刷|处理|设计|打造|装扮)"
                      r"(?:为|成|作|上(?![衣身装]))")
@@ -154,7 +230,10 @@ GLOSSARY_ZH_EN: list[tuple[str, str]] = [
     ("水彩", "watercolor"), ("油画", "oil painting"), ("素描", "pencil sketch"), ("动漫", "anime"),
     ("卡通", "cartoon"), ("漫画", "comic"), ("像素", "pixel art"), ("赛博朋克", "cyberpunk"),
     ("浮世绘", "ukiyo-e"), ("国画", "Chinese ink painting"), ("水墨", "ink wash painting"), ("印象派", "impressionism"),
-    ("梵高", "Van Gogh"), ("微笑", "smile"), ("笑容", "smile"), ("灿烂", "bright"), ("美颜", "beautify"),
+    ("梵高", "Van Gogh"), ("电影感", "cinematic"), ("电影风", "cinematic"), ("胶片感", "film"), ("胶片", "film"),
+    ("复古风", "vintage"), ("复古", "vintage"), ("日系小清新", "Japanese fresh style"), ("小清新", "fresh style"),
+    ("日系", "Japanese style"), ("港风", "Hong Kong retro"),
+    ("微笑", "smile"), ("笑容", "smile"), ("灿烂", "bright"), ("美颜", "beautify"),
     ("皮肤", "skin"), ("肌肤", "skin"), ("光滑", "smooth"), ("美白", "whiten skin"), ("妆容", "makeup"),
     ("淡妆", "light makeup"), ("浓妆", "heavy makeup"), ("口红", "lipstick"), ("表情", "expression"),
     ("自信", "confident"), ("开心", "happy"), ("红", "red"), ("橙", "orange"), ("黄", "yellow"), ("绿", "green"),

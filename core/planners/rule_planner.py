@@ -3,9 +3,10 @@
 It needs no model, no network and no GPU, so ChatEdit edits on a laptop out of the box.
 It reads a request clause by clause (split at punctuation and at conjunctions that join
 actions), finds in each clause an action (remove, blur, tonal adjustment, style, face
-retouch, change or recolour, add) and the parts it acts on, and writes the command the
-contract defines for it. Two promises: it never names a part the image does not have,
-and a clause it cannot read is reported back by name with the reason, never guessed.
+retouch, change or recolour, add; a complaint such as "it's too dark" is read as the opposite
+adjustment) and the parts it acts on, and writes the command the contract defines for it.
+Two promises: it never names a part the image does not have, and a clause it cannot read is
+reported back by name with the reason, never guessed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _compiled() -> dict[str, re.Pattern[str]]:
     names = ("WHOLE_IMAGE", "PRONOUN", "LOW_INTENSITY", "HIGH_INTENSITY", "BLUR_WORDS", "REMOVE_WORDS", "FACE_WORDS",
              "STYLE_WORDS", "CHANGE_MARKERS_ZH", "CHANGE_VERBS_EN", "CHANGE_MARKERS_EN", "PUT_SOMEWHERE_EN",
              "RETOUCH_ZH", "ADD_ZH", "ADD_EN", "CLAUSE_SPLIT", "COLOR_FILLER", "PUT_SOMEWHERE_ZH", "FACE_RETOUCH",
-             "SKIP_CLAUSE", "PART_JOIN", "MAKE_ZH")
+             "SKIP_CLAUSE", "PART_JOIN", "MAKE_ZH", "LESSEN", "FAULT_WORDS", "COMPLAINT_MARKER", "COMPLAINT_COPULA",
+             "TOO_MUCH", "TOO_LITTLE", "FACE_ATTRIBUTES", "LOOK_WORDS", "SIDE_BEFORE", "SIDE_AFTER")
     return {name: _rx(getattr(lx, name)) for name in names}
 
 
@@ -60,6 +62,47 @@ def _part_patterns() -> list[tuple[re.Pattern[str], list[list[str]]]]:
 @cache
 def _adjust_patterns() -> list[tuple[re.Pattern[str], str, int]]:
     return [(_rx(pattern), prop, sign) for pattern, prop, sign in lx.ADJUST_WORDS]
+
+
+@cache
+def _state_patterns() -> list[tuple[re.Pattern[str], str, int]]:
+    return [(_rx(pattern), prop, sign) for pattern, prop, sign in lx.STATE_WORDS]
+
+
+@cache
+def _tone_nouns() -> list[tuple[re.Pattern[str], str]]:
+    return [(_rx(pattern), prop) for pattern, prop in lx.TONE_NOUNS]
+
+
+def complaint_adjustments(text: str) -> list[tuple[str, int]]:
+    """The adjustments that undo what ``text`` complains about: "it's too dark" → (brightness, +1).
+
+    A complaint names a state after "too"/太 ("the colors are too saturated"), a fault word after
+    "is"/"looks" ("the image is blurry", "照片有点模糊了"), or a property with how much there is
+    ("too much contrast", "对比度太低"). The adjustment is the state's opposite; a plain command
+    ("make it darker", "把背景模糊") is not a complaint.
+    """
+    c = _compiled()
+    found: dict[str, int] = {}
+    if c["TOO_MUCH"].search(text) or c["TOO_LITTLE"].search(text):
+        sign = -1 if c["TOO_MUCH"].search(text) else 1
+        for pattern, prop in _tone_nouns():
+            if pattern.search(text) and prop not in found:
+                found[prop] = sign
+    taken: list[tuple[int, int]] = []
+    for pattern, prop, state in _state_patterns():
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if any(start < e and s < end for s, e in taken):
+                continue
+            taken.append((start, end))
+            # "too" may stand a few words before its state; 太 stands right before it ("颜色也太淡").
+            before = text[max(0, start - (4 if _CJK.match(match.group(0)) else 16)):start]
+            marked = c["COMPLAINT_MARKER"].search(before)
+            fault = c["FAULT_WORDS"].fullmatch(match.group(0)) or c["FAULT_WORDS"].match(text, start)
+            if (marked or (fault and c["COMPLAINT_COPULA"].search(text))) and prop not in found:
+                found[prop] = -state
+    return list(found.items())
 
 
 @dataclass(frozen=True)
@@ -90,8 +133,23 @@ def find_parts(text: str, labels: Sequence[str]) -> list[PartMention]:
             if span[0] == span[1] or any(span[0] < end and start < span[1] for start, end in taken):
                 continue
             taken.append(span)
-            found.append(_resolve(match.group(0), span, groups, labels))
+            found.append(_resolve(match.group(0), span, _sided(text, span, groups), labels))
     return sorted(found, key=lambda m: m.start)
+
+
+def _sided(text: str, span: tuple[int, int], groups: list[list[str]]) -> list[list[str]]:
+    """A paired part ("shoes": Left-shoe and Right-shoe) narrowed to the side said around its word."""
+    pair = groups[0]
+    if len(pair) != 2 or not all(label.startswith(("Left-", "Right-")) for label in pair):
+        return groups
+    before = text[max(0, span[0] - 24):span[0]]
+    c = _compiled()
+    side = c["SIDE_BEFORE"].search(before) or c["SIDE_AFTER"].search(text[span[1]:span[1] + 30])
+    if side is None or re.search(r"\b(?:left and right|right and left|left or right)\b|左右", before, re.I):
+        return groups
+    word = (side.groupdict().get("en") or side.groupdict().get("zh") or "").lower()
+    wanted = "Left-" if word in ("left", "左") else "Right-"
+    return [[label for label in pair if label.startswith(wanted)]]
 
 
 def _resolve(word: str, span: tuple[int, int], groups: list[list[str]], labels: Sequence[str]) -> PartMention:
@@ -157,6 +215,9 @@ class RulePlanner:
                 else:
                     current += joiner + sub
             current = re.sub(r"^(?:and|then|also|plus)\s+", "", current.strip(), flags=re.IGNORECASE)
+            if (current and clauses and not _CJK.search(current)
+                    and (verb := _elliptical_verb(clauses[-1].text, current)) is not None):
+                current = verb + current  # "make the hat blue, the scarf yellow": the verb carries over
             if current and not c["SKIP_CLAUSE"].search(current):
                 clauses.append(Clause(current))
         return clauses
@@ -207,7 +268,8 @@ def _has_action(text: str) -> bool:
     c = _compiled()
     keys = ("REMOVE_WORDS", "BLUR_WORDS", "FACE_WORDS", "STYLE_WORDS", "CHANGE_MARKERS_ZH", "CHANGE_VERBS_EN",
             "PUT_SOMEWHERE_EN", "PUT_SOMEWHERE_ZH", "RETOUCH_ZH", "ADD_ZH", "ADD_EN", "MAKE_ZH")
-    return any(c[k].search(text) for k in keys) or any(p.search(text) for p, _, _ in _adjust_patterns())
+    return (any(c[k].search(text) for k in keys) or any(p.search(text) for p, _, _ in _adjust_patterns())
+            or bool(complaint_adjustments(text)))
 
 
 @cache
@@ -227,7 +289,8 @@ class _Reader:
 
     # The result: the targets this clause acted on (pronouns in the next clause point to them).
     def read(self) -> tuple[str, ...]:
-        for step in (self._remove, self._put_somewhere, self._change, self._style, self._face, self._blur,
+        for step in (self._face_attribute, self._remove, self._put_somewhere, self._complaint, self._change,
+                     self._style, self._look, self._face, self._blur,
                      self._adjust, self._make_en, self._make_zh, self._add, self._retouch):
             outcome = step()
             if outcome is not None:
@@ -361,7 +424,9 @@ class _Reader:
         if not self._need_targets(targets, missing):
             return ()
         color = _only_color(after)
-        if color is not None:
+        if _only_black_and_white(after):
+            self._emit("adjust", "saturation", -1.0, list(targets))
+        elif color is not None:
             self._emit("recolor", list(targets), color)
         elif after.strip():
             self._emit_change(targets, after)
@@ -417,10 +482,45 @@ class _Reader:
             return around.strip() or word
         return word
 
+    def _face_attribute(self) -> tuple[str, ...] | None:
+        """Blemishes, wrinkles, eye size: a retouch of the face, read before "remove" and "change" can take them."""
+        if not self.c["FACE_ATTRIBUTES"].search(self.text):
+            return None
+        others = [m for m in find_parts(self.text, _every_label())
+                  if not set(m.labels) <= {"Face", "Eyes", "Lips", "Eyebrows"}]
+        if others:
+            return None  # "斑点在裙子上": spots on the skirt are the skirt's
+        return self._retouch_face()
+
+    def _look(self) -> tuple[str, ...] | None:
+        """"Make it look vintage", "电影感": a whole-image style when the clause names no part."""
+        match = self.c["LOOK_WORDS"].search(self.text)
+        if not match or find_parts(self.text, _every_label()):
+            return None
+        self._emit("style", self._prompt(match.group(0)))
+        return ()
+
+    def _complaint(self) -> tuple[str, ...] | None:
+        """"It's too dark", "背景太亮了": the opposite adjustment of what the person dislikes."""
+        found = complaint_adjustments(self.text)
+        if not found:
+            return None
+        targets, missing = self._targets(self.text)
+        if missing and not targets:
+            self._report_missing(missing)
+            return ()
+        amount = self._intensity(DEFAULT_AMOUNT)
+        for prop, sign in found:
+            self._emit("adjust", prop, round(sign * amount, 3), list(targets))
+        return targets
+
     def _face(self) -> tuple[str, ...] | None:
         match = self.c["FACE_WORDS"].search(self.text)
         if not match:
             return None
+        return self._retouch_face()
+
+    def _retouch_face(self) -> tuple[str, ...]:
         if "Face" not in self.labels:
             self._report_missing([PartMention(0, 0, "face", (), ("Face",))])
             return ()
@@ -442,7 +542,8 @@ class _Reader:
         for pattern, prop, sign in _adjust_patterns():
             match = pattern.search(self.text)
             if match and prop not in {p for p, _ in found}:
-                found.append((prop, sign))
+                around = self.text[max(0, match.start() - 14):match.end() + 6]
+                found.append((prop, -1 if sign == 1 and self.c["LESSEN"].search(around) else sign))
         if not found:
             return None
         targets, missing = self._targets(self.text)
@@ -555,6 +656,16 @@ def _only_color(text: str) -> str | None:
     except InvalidColor:
         return None
     return stripped.lower()
+
+
+def _only_black_and_white(text: str) -> bool:
+    """True when ``text`` says only "black and white" ("黑白", "a black-and-white photo"): a tonal change."""
+    black_white = _adjust_patterns()[0][0]
+    if not black_white.search(text):
+        return False
+    rest = re.sub(r"照片|图片|效果|风格|色调|的|色|\b(?:photo|picture|image|effect|style|tones?|a|an|the)\b|[\s,.，。]",
+                  "", black_white.sub("", text), flags=re.IGNORECASE)
+    return not rest
 
 
 def _strip_parts(text: str, labels: Sequence[str]) -> str:
