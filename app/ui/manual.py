@@ -27,6 +27,19 @@ result appears beside the base like an edit. Photos may be PNG, JPEG, WebP, BMP 
 Open one to see its tree of steps with before/after, commands and parameters; **Continue editing** opens it in the
 editor; **Re-run** queues a step's recipe again.
 
+**Sign-in and sharing.** When sign-in is on, the sidebar shows who you are, **Sign out** and **Change password**.
+A new history is private (you and the admins); **Shared with the team** lets everyone who may read the team's
+histories see it, read-only. An open history refreshes when someone else changes it, and a **Set as base** made
+on an older view is refused with who changed it and when.
+
+**Review** (reviewers and admins). The steps awaiting review: before and after, the request, the commands in words.
+**Approve** (`a`), **Reject** (`x`), **Request changes**, each with an optional comment; click the picture to pin a
+comment to a point (a numbered marker); **Next** (`j`). A new step made after “changes requested” reopens the
+review. Approved steps become training examples.
+
+**Datasets, Evaluation, Accounts** (admins). Import, generate, harvest, merge, split, browse and export fine-tuning
+data; score planners on a dataset's test split and compare runs; manage accounts and read the audit log.
+
 **Settings.** Your defaults for strength, steps, guidance, seed, scheduler, ControlNet, mask blur, LoRAs, the
 planner and its model (openai planner), the editor backend (**auto** uses a generative model where one is
 configured; **classical** never does) and mask optimisation (snap a generative edit's region to the parts' edges).
@@ -51,6 +64,17 @@ GUIDE_ZH = """
 
 **画廊。** 团队的每个编辑历史都是一张卡片（最新图片、作者、日期、步数、最近状态），可筛选。打开后可查看步骤树、前后对比、
 命令与参数；**继续编辑**在编辑器中打开；**重新运行**再次执行某一步的配方。
+
+**登录与共享。** 开启登录后，侧边栏显示当前用户、**退出登录**与**修改密码**。新的编辑历史默认私有（仅你和管理员可见）；
+打开**与团队共享**后，所有可阅读团队历史的人都能以只读方式查看。别人修改了你打开的历史时页面会自动刷新；基于旧页面做出的
+**设为底图**会被拒绝，并说明是谁在何时做了修改。
+
+**审阅**（审阅者与管理员）。待审阅的步骤：前后对比、请求原文与命令说明。**通过**（`a`）、**拒绝**（`x`）、**要求修改**，
+均可附评论；点击图片可把评论钉在某一点（显示编号标记）；**下一个**（`j`）。“要求修改”之后做出的新步骤会重新开启审阅。
+通过的步骤会成为训练样本。
+
+**数据集、评估、账户**（管理员）。导入、生成、收集、合并、划分、浏览与导出微调数据；在数据集的测试集上评估规划器并对比多次
+运行；管理账户并查看审计日志。
 
 **设置。** 你的默认参数：强度、步数、引导系数、随机种子、采样器、ControlNet、蒙版模糊、LoRA、规划器及其模型（openai
 规划器）、编辑后端（**auto** 在已配置生成模型时使用它；**classical** 从不使用）与蒙版优化（让生成式编辑的区域贴合各部位的
