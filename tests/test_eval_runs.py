@@ -74,3 +74,40 @@ def test_only_admins_run_evaluations(services: Services, team: Team) -> None:
                                owner_id=team.editor.id)
     with pytest.raises(evaluations.EvaluationError):
         evaluations.submit_run(services, team.admin, planner="rules", dataset="tiny", constrained=True)
+
+
+def test_a_run_through_an_openai_compatible_server_scores_its_answers(services: Services, team: Team,
+                                                                      settings) -> None:  # type: ignore[no-untyped-def]
+    """The worker asks the local OpenAI-compatible test server; its answers are scored, the misses named."""
+    import json
+
+    from tests.conftest import services_with
+    from tests.openai_fake_server import FakeOpenAIServer, Reply
+
+    answers = {  # right, right, a wrong target, and an answer with no commands in it
+        "make the shirt red": [{"command": "recolor", "paras": [["Upper-clothes"], "red"]}],
+        "blur the background": [{"command": "blur", "paras": [["Background"], 0.5]}],
+        "把头发染成蓝色": [{"command": "recolor", "paras": [["Upper-clothes"], "blue"]}],
+    }
+
+    def respond(received):  # type: ignore[no-untyped-def]
+        request = received.body["messages"][-1]["content"]
+        if request not in answers:
+            return Reply(content="I would rather not say.")
+        return Reply(content=json.dumps({"reply": "ok", "commands": answers[request]}, ensure_ascii=False))
+
+    with FakeOpenAIServer() as server:
+        server.responder = respond
+        with services_with(settings, openai_base_url=server.base_url, openai_model="fake-model",
+                           openai_api_key="sk-test", openai_max_retries=0) as configured:
+            job = _finish(configured, evaluations.submit_run(configured, team.admin, planner="openai",
+                                                             dataset="tiny"))
+        assert job.status is JobStatus.SUCCEEDED, job.error_message
+        assert len(server.requests) == 4
+    run = evaluations.run_of_job(services, team.admin, job.id)
+    assert run is not None and run.planner_detail == {"model": "fake-model"}
+    scalars = run.metrics["scalars"]
+    assert scalars["exact_match"] == 0.5
+    primary = {e.request: e.score["primary_error"] for e in evaluations.run_examples(services, team.admin, run.id)}
+    assert primary["make the shirt red"] is None and primary["把头发染成蓝色"] == "wrong_target"
+    assert primary["make it brighter"] in ("unparsable", "missing_command")
