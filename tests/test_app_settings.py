@@ -28,7 +28,8 @@ def test_planners_say_what_each_needs_and_a_chosen_unconfigured_one_is_warned(
     assert not at.warning
     save_preferences(app_env, {"planner": "local"})
     at = open_app("settings")
-    assert at.warning[0].value.startswith("Your planner, local, is not configured: set CHATEDIT_LOCAL_LLM")
+    assert at.warning[0].value.startswith("Your planner, local, is not configured: run `chatedit models "
+                                          "install-planner smollm2`, or set CHATEDIT_LOCAL_LLM")
 
     monkeypatch.setenv("CHATEDIT_LOCAL_LLM", "Qwen/Qwen2.5-0.5B-Instruct")
     at = open_app("settings")

@@ -18,6 +18,7 @@ import streamlit as st
 
 from app.ui.common import get_services, watch_job
 from core.errors import error_line
+from core.planner_install import LOCAL_PLANNER_MISSING, local_planner_model
 from core.planners import (
     IN_WORKER,
     ChatTurn,
@@ -109,9 +110,9 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
     name = planner_name(services, user_id)
     conversation = turns(history)
     if name in IN_WORKER:
-        if name == "local" and not services.settings.local_llm:
-            record_failure(services, history_id, "the local planner needs a model: set CHATEDIT_LOCAL_LLM to an HF id "
-                                                 "or a local directory, or choose another planner in Settings.")
+        if name == "local" and local_planner_model(services.settings) is None:
+            record_failure(services, history_id, LOCAL_PLANNER_MISSING.replace("The local", "the local", 1)
+                           .removesuffix(".") + ", or choose another planner in Settings.")
             return
         try:
             job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name,

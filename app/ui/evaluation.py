@@ -24,6 +24,7 @@ import streamlit as st
 
 from app.ui.common import command_summary, get_services, watch_job, when
 from app.ui.identity import current_actor, require_page
+from core.planner_install import local_planner_model
 from jobs.queue import JobRecord, JobStatus
 from jobs.services import Services
 from jobs.services import datasets as datasets_door
@@ -125,7 +126,7 @@ def _start(services: Services, actor: Actor) -> None:
         st.info("There is no dataset to evaluate on: import or generate one on the Datasets page first.")
         return
     settings = services.settings
-    ready = {"rules": True, "reference": True, "openai": bool(settings.openai_model), "local": bool(settings.local_llm)}
+    ready = {"rules": True, "reference": True, "openai": bool(settings.openai_model), "local": local_planner_model(settings) is not None}
     planners = [p for p in door.PLANNERS if ready.get(p, False)]
     left, right = st.columns(2)
     planner = left.selectbox("Planner", planners, key=PLANNER, format_func=lambda p: f"{p}: {PLANNER_HELP[p]}")

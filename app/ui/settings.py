@@ -14,6 +14,7 @@ import streamlit as st
 from app.ui.common import get_services
 from app.ui.identity import can, current_actor
 from core.backends import GENERATIVE_BACKENDS, OPENAI_IMAGE_VARIABLE
+from core.planner_install import local_planner_model
 from core.rules import load_rules
 from core.settings import Settings
 from jobs.services.permissions import PermissionDenied
@@ -41,8 +42,9 @@ def planner_problem(name: str, settings: Settings) -> str | None:
     if name == "openai" and not settings.openai_model:
         return ("not configured: set CHATEDIT_OPENAI_MODEL (and CHATEDIT_OPENAI_BASE_URL / CHATEDIT_OPENAI_API_KEY "
                 "for a server other than OpenAI's) to use it.")
-    if name == "local" and not settings.local_llm:
-        return "not configured: set CHATEDIT_LOCAL_LLM to an HF id or a local model directory to use it."
+    if name == "local" and local_planner_model(settings) is None:
+        return ("not configured: run `chatedit models install-planner smollm2`, or set CHATEDIT_LOCAL_LLM to a .gguf "
+                "file, an HF id or a local model directory to use it.")
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.commands import CommandsNotFound, extract_commands, validate
@@ -33,6 +34,7 @@ from core.planners.constrained import (
     command_grammar,
     complete_prefix,
 )
+from core.planners.gguf import is_gguf, load_gguf
 from core.planners.messages import build_messages
 from core.rules import Rules, load_rules
 
@@ -83,14 +85,20 @@ class LocalPlanner:
     # 1. loading ---------------------------------------------------------------------------------
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalPlanner:
-        if not settings.local_llm:
-            raise PlannerUnavailable("The local planner needs a model: set CHATEDIT_LOCAL_LLM to a Hugging Face id "
-                                     "or a local model directory.")
-        return cls.load(settings.local_llm, settings.local_llm_adapter)
+        """The model CHATEDIT_LOCAL_LLM names, else the one ``chatedit models install-planner`` put in the data dir."""
+        from core.planner_install import LOCAL_PLANNER_MISSING, local_planner_model
+
+        model_id = local_planner_model(settings)
+        if model_id is None:
+            raise PlannerUnavailable(LOCAL_PLANNER_MISSING)
+        return cls.load(model_id, settings.local_llm_adapter)
 
     @classmethod
     def load(cls, model_id: str, adapter: str | None = None, **options: Any) -> LocalPlanner:
-        """Model and tokenizer from ``model_id`` (fp32 on CPU, bf16/fp16 on CUDA), with the LoRA adapter merged in."""
+        """Model and tokenizer from ``model_id`` (fp32 on CPU, bf16/fp16 on CUDA), with the LoRA adapter merged in.
+
+        ``model_id`` is a Hugging Face id, a model directory, or a ``.gguf`` file (``core.planners.gguf``).
+        """
         try:
             import llguidance  # noqa: F401 - fail here, with the extra to install, not at the first request
             import torch
@@ -102,12 +110,15 @@ class LocalPlanner:
             device, dtype = "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             device, dtype = "cpu", torch.float32
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_id)
-            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
-                                     f"{first_line(exc)}") from None
+        if is_gguf(model_id):
+            tokenizer, model = load_gguf(Path(model_id), dtype)
+        else:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(model_id)
+                model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
+            except (OSError, ValueError) as exc:
+                raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
+                                         f"{first_line(exc)}") from None
         if adapter:
             try:
                 from peft import PeftModel

@@ -13,9 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -24,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from core.segmentation.errors import ModelSourceUnavailable, SegmenterError
+from core.wheels import WheelUnavailable, download_wheel, sha256_file
 
 MEDIAPIPE_VERSION = "0.10.21"
 #: The wheel pip is asked for (any platform's wheel holds the same model files).
@@ -74,7 +72,6 @@ LICENCE_MEMBER = f"mediapipe-{MEDIAPIPE_VERSION}.dist-info/LICENSE"
 REQUIREMENT = f"mediapipe=={MEDIAPIPE_VERSION}"
 
 _SOURCE_FILE = "source.json"
-_NETWORK_TROUBLE = re.compile(r"connect|timed? ?out|resolve|proxy|ssl|certificate|HTTP error|40[13]", re.IGNORECASE)
 
 
 class MediapipeWheelMismatch(SegmenterError, ValueError):
@@ -141,29 +138,11 @@ def fetch_mediapipe_models(cache_dir: Path, *, timeout_s: float = 300) -> Mediap
 
 
 def _download_wheel(download_dir: Path, timeout_s: float) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", WHEEL_PYTHON_VERSION, "--platform", WHEEL_PLATFORM,
-               "--disable-pip-version-check", "--no-input", "--quiet", REQUIREMENT, "-d", str(download_dir)]
-    source = f"{REQUIREMENT} from the Python package index"
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise ModelSourceUnavailable(source, f"pip download did not finish within {timeout_s:g} s") from None
-    if result.returncode != 0:
-        raise ModelSourceUnavailable(source, f"pip download failed ({_pip_failure(result)})")
-    wheels = sorted(download_dir.glob("mediapipe-*.whl"))
-    if len(wheels) != 1:
-        raise ModelSourceUnavailable(source, f"pip download left {len(wheels)} mediapipe wheels instead of one")
-    return wheels[0]
-
-
-def _pip_failure(result: subprocess.CompletedProcess[str]) -> str:
-    """The line of pip's output that says why: a connection problem first, else its first error."""
-    lines = [line.strip() for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
-    network = [line for line in lines if _NETWORK_TROUBLE.search(line)]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    detail = (network or errors or lines or [f"exit status {result.returncode}"])[0]
-    return detail if len(detail) <= 300 else detail[:297] + "..."
+        return download_wheel(REQUIREMENT, download_dir, wheel_glob="mediapipe-*.whl", timeout_s=timeout_s,
+                              python_version=WHEEL_PYTHON_VERSION, platform=WHEEL_PLATFORM)
+    except WheelUnavailable as exc:
+        raise ModelSourceUnavailable(f"{REQUIREMENT} from the Python package index", exc.reason) from None
 
 
 def _extract(wheel: Path, staging: Path) -> None:
@@ -187,7 +166,7 @@ def _extract(wheel: Path, staging: Path) -> None:
                 raise MediapipeWheelMismatch(wheel.name, f"{member} has sha256 {actual}, not the pinned {expected}")
             (staging / "models" / f"{name}.tflite").write_bytes(data)
         (staging / "LICENSE").write_bytes(archive.read(LICENCE_MEMBER))
-    source = {"version": MEDIAPIPE_VERSION, "wheel_name": wheel.name, "wheel_sha256": _sha256_file(wheel),
+    source = {"version": MEDIAPIPE_VERSION, "wheel_name": wheel.name, "wheel_sha256": sha256_file(wheel),
               "models": sorted(MODEL_FILES)}
     # Written last: a directory with this file is complete.
     (staging / _SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
@@ -205,11 +184,3 @@ def _read_cached(target: Path) -> MediapipeModels | None:
         return None
     return MediapipeModels(version=source["version"], wheel_name=source["wheel_name"],
                            wheel_sha256=source["wheel_sha256"], licence=licence, models=MappingProxyType(models))
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
