@@ -97,9 +97,11 @@ def install_planner_command(obj: dict[str, Any], name: str) -> None:
     except PlannerInstallError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Planner model {name} in {path.resolve()} ({path.stat().st_size / 1e6:.0f} MB).")
-    click.echo(f"Use it with CHATEDIT_LOCAL_LLM={path.resolve()}")
     if settings.local_llm and settings.local_llm != str(path.resolve()):
         click.echo(f"CHATEDIT_LOCAL_LLM={settings.local_llm} is set, so it is used instead; unset it to use this one.")
+    else:
+        click.echo("The local planner (--planner local, or Settings) uses it while CHATEDIT_LOCAL_LLM is unset; "
+                   f"elsewhere, CHATEDIT_LOCAL_LLM={path.resolve()}")
 
 
 def install_default_if_missing(settings: Any) -> None:

@@ -182,4 +182,4 @@ def test_eval_planner_on_a_registered_name_runs_as_a_job(services: Services, wor
     (job,) = services.queue.list(kind="eval_planner")
     assert job.payload == {"planner": "reference", "dataset": "mine"}, "the job names the dataset, not its file"
     unknown = CliRunner().invoke(cli, ["eval", "planner", "--dataset", "/no/such/file.json"], env=env)
-    assert unknown.exit_code == 2 and "neither a registered dataset (mine" in unknown.stderr
+    assert unknown.exit_code == 2 and "a registered dataset (mine, seed), nor a file" in unknown.stderr
