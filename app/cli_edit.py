@@ -418,23 +418,6 @@ def _stored_run(services: Any, actor: Actor, planner_name: str, version: Any, *,
     return run
 
 
-def _is_rate(name: str) -> bool:
-    """Metrics that are shares (0..1) print as percentages (the Evaluation page shows them the same way)."""
-    return name != "examples" and not name.startswith(("latency", "prompt_tokens", "completion_tokens"))
-
-
-def _metric_text(name: str, value: Any) -> str:
-    if value is None:
-        return "–"
-    if _is_rate(name):
-        return f"{float(value):.1%}"
-    if name.startswith("latency"):
-        return f"{float(value):.3f}"
-    if name.endswith("_mean"):
-        return f"{float(value):.1f}"
-    return f"{int(value):,}"
-
-
 def _run_json(run: Any) -> dict[str, Any]:
     return {"run_id": run.id, "run": run.label, "planner": run.planner, "planner_detail": run.planner_detail,
             "constrained": run.constrained, "dataset": run.dataset, "split": run.split, "status": run.status,
@@ -443,18 +426,18 @@ def _run_json(run: Any) -> dict[str, Any]:
 
 def _format_run(run: Any) -> str:
     """Every metric of a stored run, then per language, per command and per error type."""
-    from jobs.services.evaluations import ERROR_TYPES, LANGUAGE_METRICS, METRIC_LABELS, metrics_table
+    from jobs.services.evaluations import ERROR_TYPES, LANGUAGE_METRICS, METRIC_LABELS, format_metric, metrics_table
 
     metrics = run.metrics
     width = max(len(label) for label in METRIC_LABELS.values())
     lines = [f"Run #{run.id}: {run.label.split(' ', 1)[1]}, {run.example_count:,} examples"
              + (f" in {run.timings['wall_s']:g} s" if run.timings.get("wall_s") is not None else "") + "."]
-    lines += [f"  {METRIC_LABELS[name]:<{width}}  {_metric_text(name, value)}" for name, value in metrics_table(metrics)]
+    lines += [f"  {METRIC_LABELS[name]:<{width}}  {format_metric(name, value)}" for name, value in metrics_table(metrics)]
     per_language = metrics.get("per_language") or {}
     if per_language:
         lines.append("Per language:")
         for language, row in per_language.items():
-            shown = ", ".join(f"{METRIC_LABELS[n].split(' (')[0].lower()} {_metric_text(n, row.get(n))}"
+            shown = ", ".join(f"{METRIC_LABELS[n].split(' (')[0].lower()} {format_metric(n, row.get(n))}"
                               + (" s" if n.startswith("latency") and row.get(n) is not None else "")
                               for n in LANGUAGE_METRICS if n != "examples")
             count = int(row.get("examples") or 0)
@@ -462,7 +445,7 @@ def _format_run(run: Any) -> str:
     per_command = metrics.get("per_command") or {}
     if per_command:
         lines.append("Per command (F1, expected / produced):")
-        lines += [f"  {name:<10} {_metric_text('f1_micro', row.get('f1')):>6}  ({row.get('support', 0)} / "
+        lines += [f"  {name:<10} {format_metric('f1_micro', row.get('f1')):>6}  ({row.get('support', 0)} / "
                   f"{row.get('produced', 0)})" for name, row in per_command.items()]
     errors = metrics.get("errors") or {}
     found = [f"{kind.replace('_', ' ')} {errors[kind]}" for kind in ERROR_TYPES if errors.get(kind)]

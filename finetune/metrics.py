@@ -809,3 +809,21 @@ def metrics_table(metrics: EvalMetrics | Mapping[str, Any]) -> list[tuple[str, f
     """
     scalars = metrics.scalars if isinstance(metrics, EvalMetrics) else metrics.get("scalars", {})
     return [(name, scalars.get(name)) for name in METRIC_NAMES]
+
+
+#: The metrics that are shares (0..1): shown as percentages by the CLI and the Evaluation page alike.
+RATE_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n != "examples" and not n.startswith(
+    ("latency", "prompt_tokens", "completion_tokens")))
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric as people read it, the same on the page and in the CLI: shares as %, seconds to ms, counts whole."""
+    if value is None:
+        return "–"
+    if name in RATE_METRICS:
+        return f"{float(value):.1%}"
+    if name.startswith("latency"):
+        return f"{float(value):.3f}"
+    if name.endswith("_mean"):
+        return f"{float(value):.1f}"
+    return f"{int(value):,}"

@@ -55,8 +55,7 @@ NEEDS = {"openai": "CHATEDIT_OPENAI_MODEL (and CHATEDIT_OPENAI_BASE_URL for a vL
          "local": "CHATEDIT_LOCAL_LLM (a Hugging Face id, a model folder or a .gguf file; "
                   "`chatedit models install-planner smollm2` installs one)"}
 #: Metrics that are shares (0..1): drawn as bars and shown as percentages.
-RATES: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n != "examples" and not n.startswith(
-    ("latency", "prompt_tokens", "completion_tokens")))
+RATES = door.RATE_METRICS
 #: The runs table's metric columns.
 KEY_METRICS = ("exact_match", "f1_micro", "validity", "command_type_accuracy", "refusal_accuracy", "latency_p50_s")
 ERROR_LABELS = {"unparsable": "unparsable reply", "unknown_command": "unknown command", "bad_paras": "bad paras",
@@ -199,8 +198,8 @@ def _job_ended(job: JobRecord | None) -> None:
     if job.status is JobStatus.SUCCEEDED and run is not None:
         scalars = run.metrics.get("scalars", {})
         st.session_state[DONE] = (f"Run #{run.id} finished: {run.example_count:,} examples; exact match "
-                                  f"{_value('exact_match', scalars.get('exact_match'))}, command F1 "
-                                  f"{_value('f1_micro', scalars.get('f1_micro'))}.")
+                                  f"{door.format_metric('exact_match', scalars.get('exact_match'))}, command F1 "
+                                  f"{door.format_metric('f1_micro', scalars.get('f1_micro'))}.")
     elif job.status is JobStatus.CANCELLED:
         kept = f"; the {run.example_count:,} examples it scored are kept as run #{run.id}" if run and \
             run.example_count else ""
@@ -211,19 +210,6 @@ def _job_ended(job: JobRecord | None) -> None:
 
 
 # ---------------------------------------------------------------------- the runs
-
-
-def _value(name: str, value: Any) -> str:
-    """A metric as the page and the CLI show it: shares as percentages, seconds with ms, counts whole."""
-    if value is None:
-        return "–"
-    if name in RATES:
-        return f"{float(value):.1%}"
-    if name.startswith("latency"):
-        return f"{float(value):.3f}"
-    if name.endswith("_mean"):
-        return f"{float(value):.1f}"
-    return f"{int(value):,}"
 
 
 def _scalars(run: door.RunRecord) -> dict[str, Any]:
@@ -304,7 +290,7 @@ def _metrics_frame(runs: Sequence[door.RunRecord]) -> pd.DataFrame:
     """Every metric (rows) of every run (columns), formatted as the CLI prints them."""
     table = {"metric": [METRIC_LABELS[name] for name in METRIC_NAMES]}
     for run in runs:
-        table[run.label] = [_value(name, value) for name, value in metrics_table(run.metrics)]
+        table[run.label] = [door.format_metric(name, value) for name, value in metrics_table(run.metrics)]
     return pd.DataFrame(table)
 
 
@@ -342,7 +328,7 @@ def _inspect(services: Services, actor: Actor, runs: Sequence[door.RunRecord]) -
     left, right = st.columns(2)
     with left:
         st.subheader("Metrics")
-        st.dataframe(pd.DataFrame([{"metric": METRIC_LABELS[n], "value": _value(n, v)}
+        st.dataframe(pd.DataFrame([{"metric": METRIC_LABELS[n], "value": door.format_metric(n, v)}
                                    for n, v in metrics_table(run.metrics)]), hide_index=True,
                      height=ROW_PX * (len(METRIC_NAMES) + 1) + 10)
     with right:

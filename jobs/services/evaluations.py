@@ -21,6 +21,8 @@ from finetune.metrics import (  # noqa: F401 - re-exported: app/ reads metric na
     METRIC_LABELS,
     METRIC_NAMES,
     NONE,
+    RATE_METRICS,
+    format_metric,
     metrics_table,
 )
 from jobs.services import Services
