@@ -139,6 +139,8 @@ def test_a_password_sign_in_survives_a_reload_until_sign_out(tmp_path: Path) -> 
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_text("Signed in as Ada (admin)")).to_be_visible()
         wait_idle(page)
+        # the browser writes the cookie when the page's script element mounts, a moment after the sidebar shows
+        page.wait_for_function("document.cookie.includes('chatedit_session=')")
 
         page.reload()  # a new Streamlit session: only the cookie remembers who this is
         expect(page.get_by_text("Signed in as Ada (admin)")).to_be_visible()
