@@ -448,3 +448,83 @@ class EvalExample(SQLModel, table=True):
     produced: list[Any] | None = Field(default=None, sa_type=JSONType)
     #: ``finetune.metrics.ExampleScore.to_dict()``.
     score: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One LoRA fine-tuning of a local planner model on a dataset version's train split.
+
+    A run outlives its jobs: a cancelled or interrupted run is resumed by a new job on the same row, so
+    its step count and loss curve go on where the last checkpoint left them.
+    """
+
+    __tablename__ = "training_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The base model as the local planner names it: a ``.gguf`` file, an HF id or a model directory.
+    base_model: str = Field(max_length=500, nullable=False)
+    #: ``NAME@N`` of the dataset version (its train split is trained on, its val split evaluates checkpoints).
+    dataset: str = Field(max_length=80, nullable=False)
+    #: ``finetune.training_config.TrainingConfig`` as a dict: hyper-parameters, seed, steps, checkpoint interval.
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    status: str = Field(default="queued", max_length=16, nullable=False)
+    step: int = Field(default=0, nullable=False)
+    total_steps: int = Field(nullable=False)
+    #: The job that runs (or last ran) it.
+    job_id: int | None = Field(default=None, sa_type=BigIntId)
+    #: Where it ran and what it measured: device, precision, examples, max length, wall time, tokens/s.
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TrainingStep(SQLModel, table=True):
+    """One logged optimiser step of a run: the loss curve and the speed, stored as training goes."""
+
+    __tablename__ = "training_steps"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", name="uq_training_steps_step"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    run_id: int = Field(foreign_key="training_runs.id", nullable=False)
+    step: int = Field(nullable=False)
+    loss: float = Field(nullable=False)
+    learning_rate: float = Field(nullable=False)
+    tokens_per_s: float | None = Field(default=None)
+    epoch: float | None = Field(default=None)
+    at: datetime = _created_at()
+
+
+class TrainingCheckpoint(SQLModel, table=True):
+    """A run's adapter at a step (a blob), with the trainer state to resume from and its evaluation jobs."""
+
+    __tablename__ = "training_checkpoints"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step", name="uq_training_checkpoints_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="training_runs.id", nullable=False)
+    step: int = Field(nullable=False)
+    #: A tar of the peft adapter directory (adapter_config.json, adapter_model.safetensors).
+    adapter_key: str = Field(max_length=64, nullable=False)
+    #: A tar of the whole trainer checkpoint (adapter, optimiser, scheduler, RNG states): what resuming needs.
+    state_key: str | None = Field(default=None, max_length=64)
+    loss: float | None = Field(default=None)
+    #: The ``eval_run`` jobs queued for it: {"constrained": job id, "free": job id}.
+    eval_jobs: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    created_at: datetime = _created_at()
+
+
+class PlannerModel(SQLModel, table=True):
+    """A fine-tuned planner everyone may choose in Settings: a base model and an adapter (one may be the default)."""
+
+    __tablename__ = "planner_models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, nullable=False, unique=True)
+    base_model: str = Field(max_length=500, nullable=False)
+    adapter_key: str = Field(max_length=64, nullable=False)
+    checkpoint_id: int | None = Field(default=None, foreign_key="training_checkpoints.id")
+    #: The planner of everyone who chose none in Settings (at most one row is the default).
+    is_default: bool = Field(default=False, nullable=False)
+    registered_by: int = Field(foreign_key="users.id", nullable=False)
+    created_at: datetime = _created_at()

@@ -271,8 +271,16 @@ def _row(pairs: list[tuple[str, str]], *, origin: str, rules: Rules) -> DatasetR
 
 
 def output_text(commands: Iterable[Mapping[str, Any]]) -> str:
-    """The command array as a model should write it: compact JSON, as the constrained grammar writes it."""
-    return json.dumps([dict(c) for c in commands], ensure_ascii=False, separators=(",", ":"))
+    """The command array as a model should write it: compact JSON, as the constrained grammar writes it.
+
+    "command" comes before "paras" whatever order the mapping has: PostgreSQL's JSONB gives keys back
+    shortest first (``{"paras": …, "command": …}``), and a model trained on that order writes text the
+    grammar does not allow.
+    """
+    first = ("command", "paras")
+    ordered = [{**{k: c[k] for k in first if k in c}, **{k: v for k, v in c.items() if k not in first}}
+               for c in commands]
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
 
 
 def row_messages(row: DatasetRow, rules: Rules | None = None) -> list[dict[str, str]]:

@@ -37,12 +37,14 @@ def plan_request(
     conversation: Sequence[ChatTurn] = (),
     planner: str | None = None,
     model: str | None = None,
+    fine_tuned: int | None = None,
     user_id: int = LOCAL_USER_ID,
     timeout_s: float = 300.0,
 ) -> PlanResult:
     """The planner's answer to ``request``; raises :class:`PlanningFailed` with a sentence when it has none.
 
-    ``model`` replaces the settings' model for a planner that takes one (the person's "planner_model").
+    ``model`` replaces the settings' model for a planner that takes one (the person's "planner_model");
+    ``fine_tuned`` is a registered fine-tuned planner's id (``local`` only).
     """
     name = planner or services.settings.planner
     request = clean_text(request)  # what the chat stores too: a NUL or a lone surrogate cannot travel further
@@ -52,7 +54,8 @@ def plan_request(
                                                                             conversation=list(conversation))
         except PlannerUnavailable as exc:
             raise PlanningFailed(str(exc)) from None
-    job_id = submit_plan(services, request, labels=labels, conversation=conversation, planner=name, user_id=user_id)
+    job_id = submit_plan(services, request, labels=labels, conversation=conversation, planner=name,
+                         fine_tuned=fine_tuned, user_id=user_id)
     job = services.queue.wait(job_id, timeout_s=timeout_s)
     if not job.terminal:
         services.queue.cancel(job_id)
@@ -63,8 +66,10 @@ def plan_request(
 
 
 def submit_plan(services: Services, request: str, *, labels: Sequence[str], conversation: Sequence[ChatTurn] = (),
-                planner: str | None = None, user_id: int = LOCAL_USER_ID) -> int:
+                planner: str | None = None, fine_tuned: int | None = None, user_id: int = LOCAL_USER_ID) -> int:
     """Queue a `plan` job on the interactive lane (for callers that poll it themselves)."""
     payload = clean_json({"request": request, "labels": list(labels), "conversation": [asdict(t) for t in conversation],
                           "planner": planner or services.settings.planner})
+    if fine_tuned is not None:
+        payload["fine_tuned"] = fine_tuned
     return services.queue.enqueue(PLAN_KIND, payload, lane="interactive", priority=10, owner_id=user_id)

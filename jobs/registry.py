@@ -35,6 +35,7 @@ BUILTIN_HANDLERS: dict[str, str] = {
     "dataset_generate": "jobs.handlers.datasets:handle_generate",
     "dataset_harvest": "jobs.handlers.datasets:handle_harvest",
     "eval_run": "jobs.handlers.eval_run:handle",
+    "finetune": "jobs.handlers.finetune:handle",
 }
 
 #: kind → "module:Payload subclass". A kind listed here gets its payload checked at enqueue
@@ -51,6 +52,7 @@ PAYLOAD_MODELS: dict[str, str] = {
     "dataset_generate": "jobs.handlers.datasets:DatasetGeneratePayload",
     "dataset_harvest": "jobs.handlers.datasets:DatasetHarvestPayload",
     "eval_run": "jobs.handlers.eval_run:EvalRunPayload",
+    "finetune": "jobs.handlers.finetune:FinetunePayload",
 }
 
 
@@ -68,6 +70,7 @@ MAX_RUN_SECONDS: dict[str, float] = {
     "dataset_generate": 86_400.0,
     "dataset_harvest": 3600.0,
     "eval_run": 86_400.0,
+    "finetune": 7 * 86_400.0,
 }
 DEFAULT_MAX_RUN_S = 3600.0
 

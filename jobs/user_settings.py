@@ -60,6 +60,9 @@ PREFERENCES: tuple[Preference, ...] = (
     Preference("planner_model", "Planner model (openai planner)", "text",
                help="The model the openai planner asks, e.g. gpt-4o-mini or the name your vLLM, Ollama or "
                     "llama.cpp server serves; replaces CHATEDIT_OPENAI_MODEL for you."),
+    Preference("fine_tuned_planner", "Fine-tuned planner (local planner)", "text",
+               help="A planner fine-tuned on the Fine-tuning page (its registered name); empty: the team's default "
+                    "fine-tuned planner, else the base model."),
     Preference("editor_backend", "Editor backend", "choice", choices=EDITOR_BACKENDS, builtin="auto",
                help="auto: a generative model where one is configured, the classical editor otherwise. "
                     "classical: never a generative model (remove uses OpenCV inpainting; commands only a "
@@ -86,7 +89,7 @@ JOB_PARAMETERS: tuple[Preference, ...] = (
 )
 JOB_BY_KEY = {**BY_KEY, **{p.key: p for p in JOB_PARAMETERS}}
 #: Preferences that are not edit parameters (they choose a backend instead).
-NOT_PARAMS = {"planner", "planner_model"}
+NOT_PARAMS = {"planner", "planner_model", "fine_tuned_planner"}
 
 
 def validate_preferences(values: dict[str, Any]) -> dict[str, Any]:

@@ -260,3 +260,10 @@ def test_an_upload_is_named_by_the_file_name_the_admin_gave(tmp_path: Path) -> N
     upload.write_text("[1]", encoding="utf-8")
     with pytest.raises(DatasetFormatError, match="Row 1 of thesis.json is not a JSON object"):
         read_rows(upload, "seed", file_name="thesis.json")
+
+
+def test_the_answer_a_model_learns_names_the_command_first_whatever_order_the_database_gave() -> None:
+    """PostgreSQL's JSONB returns {"paras": …, "command": …}; training text must still be what the grammar writes."""
+    from_jsonb = [{"paras": [["Hair"], "red"], "command": "recolor"}, {"paras": [], "command": "advice", "note": 1}]
+    assert output_text(from_jsonb) == ('[{"command":"recolor","paras":[["Hair"],"red"]},'
+                                       '{"command":"advice","paras":[],"note":1}]')

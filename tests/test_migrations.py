@@ -15,7 +15,8 @@ from db.models import LOCAL_USER_ID, LOCAL_USER_NAME
 
 TABLES = {"users", "images", "segmentations", "histories", "steps", "chat_messages", "jobs", "job_outputs",
           "workers", "blobs", "sessions", "audit_log", "step_reviews", "step_comments", "datasets", "dataset_versions",
-          "dataset_rows", "eval_runs", "eval_examples", "alembic_version"}
+          "dataset_rows", "eval_runs", "eval_examples", "training_runs", "training_steps", "training_checkpoints",
+          "planner_models", "alembic_version"}
 
 
 def test_empty_to_head_creates_every_table_and_the_local_user(db_url: str) -> None:

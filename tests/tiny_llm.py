@@ -64,8 +64,12 @@ def build_tokenizer(vocab_size: int = 1024):
 
 
 def build_model(vocab_size: int, *, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-                intermediate: int = 64, seed: int = 0):
-    """A Qwen2 causal LM with random weights and the given sizes."""
+                intermediate: int = 64, seed: int = 0, init_std: float = 0.02):
+    """A Qwen2 causal LM with random weights and the given sizes.
+
+    ``init_std`` larger than the usual 0.02 gives embeddings (tied to the output head, which LoRA does not
+    train) large enough for sharp next-token distributions, so a LoRA can memorise text in a few steps.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -73,7 +77,7 @@ def build_model(vocab_size: int, *, hidden: int = 32, layers: int = 2, heads: in
     config = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
                          max_position_embeddings=4096, tie_word_embeddings=True, eos_token_id=None,
-                         pad_token_id=None, bos_token_id=None)
+                         pad_token_id=None, bos_token_id=None, initializer_range=init_std)
     return Qwen2ForCausalLM(config).eval()
 
 

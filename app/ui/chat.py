@@ -38,17 +38,22 @@ from jobs.conversations import (
 from jobs.errors import InvalidJobRequest
 from jobs.planning import PlanningFailed, plan_request, submit_plan
 from jobs.queue import JobRecord, JobStatus
-from jobs.services import Services
+from jobs.services import Services, training
 from jobs.services.access import admit_owners, require_history_write
+from jobs.services.training import PlannerChoice
 from jobs.user_settings import get_preferences
 
 log = logging.getLogger(__name__)
 NO_COMMANDS = "(No commands: try naming a change such as brighter, more contrast, warmer, blur, or a colour.)"
 
 
+def planner_choice(services: Services, user_id: int = LOCAL_USER_ID) -> PlannerChoice:
+    """The planner ``user_id`` chose in Settings, else the team's default fine-tuned one, else the installation's."""
+    return training.planner_choice(services, get_preferences(services, user_id))
+
+
 def planner_name(services: Services, user_id: int = LOCAL_USER_ID) -> str:
-    """The planner ``user_id`` chose in Settings (else the installation's)."""
-    return str(get_preferences(services, user_id).get("planner") or services.settings.planner)
+    return planner_choice(services, user_id).planner
 
 
 def planner_model(services: Services, user_id: int = LOCAL_USER_ID) -> str | None:
@@ -107,16 +112,17 @@ def ask(services: Services, history_id: int, prompt: str, labels: list[str], box
     require_history_write(services, user_id, history_id)
     history = messages(services, history_id)
     add_message(services, history_id, "user", prompt, author_id=user_id)
-    name = planner_name(services, user_id)
+    choice = planner_choice(services, user_id)
+    name = choice.planner
     conversation = turns(history)
     if name in IN_WORKER:
-        if name == "local" and local_planner_model(services.settings) is None:
+        if name == "local" and choice.model is None and local_planner_model(services.settings) is None:
             record_failure(services, history_id, LOCAL_PLANNER_MISSING.replace("The local", "the local", 1)
                            .removesuffix(".") + ", or choose another planner in Settings.")
             return
         try:
             job_id = submit_plan(services, prompt, labels=labels, conversation=conversation, planner=name,
-                                 user_id=user_id)
+                                 fine_tuned=choice.model.id if choice.model else None, user_id=user_id)
         except InvalidJobRequest as exc:  # e.g. the person already has as many jobs queued as one may
             record_failure(services, history_id, f"nothing was queued. {exc}")
             return

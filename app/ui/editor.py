@@ -791,9 +791,11 @@ def _chat(services: Services, view: Standing, labels: list[str], image_id: int) 
         chat.plan_job_panel(pending, history_id, cancellable=view.writable)
     if not view.writable:
         return
-    name, model = chat.planner_name(services, user_id), chat.planner_model(services, user_id)
-    st.caption(f"Planner: **{name}**" + (f" · model `{model}`" if name == "openai" and model else "")
-               + " (change it in Settings).")
+    choice, model = chat.planner_choice(services, user_id), chat.planner_model(services, user_id)
+    name = choice.planner
+    detail = (f" · model `{model}`" if name == "openai" and model else
+              f" · fine-tuned `{choice.model.name}`" if choice.model is not None else "")
+    st.caption(f"Planner: **{name}**{detail} (change it in Settings).")
     prompt = st.chat_input("Say what to change, e.g. “make it brighter”", key="chat_prompt",
                            disabled=pending is not None)
     if prompt and prompt.strip():

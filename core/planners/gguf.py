@@ -53,6 +53,11 @@ def load_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     except (OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise PlannerUnavailable(f"The local planner could not load the GGUF file {path}: {first_line(exc)}") from None
+    # transformers marks the model as GGUF-quantized although its weights are now plain floats; unmarked, the
+    # Trainer and peft treat it as the model it is, so a .gguf base can be fine-tuned (finetune.training).
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
     return tokenizer, model
 
 

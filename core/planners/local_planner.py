@@ -57,6 +57,33 @@ class Generation:
     forwards: int
 
 
+def load_chat_model(model_id: str) -> tuple[Any, Any, str]:
+    """(tokenizer, model, device) of a local planner model: fp32 on CPU, bf16 (else fp16) on CUDA.
+
+    One loader for planning and fine-tuning (``finetune.training``), so both see the same weights and
+    tokenizer; ``model_id`` is a Hugging Face id, a model directory, or a ``.gguf`` file.
+    """
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ModuleNotFoundError as exc:
+        raise PlannerUnavailable(f"The local planner needs {exc.name}; install it with pip install {exc.name}.") from None
+    if torch.cuda.is_available():
+        device, dtype = "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        device, dtype = "cpu", torch.float32
+    if is_gguf(model_id):
+        tokenizer, model = load_gguf(Path(model_id), dtype)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
+                                     f"{first_line(exc)}") from None
+    return tokenizer, model, device
+
+
 class LocalPlanner:
     """A local chat model that plans; built once per worker by :meth:`from_settings`."""
 
@@ -101,24 +128,9 @@ class LocalPlanner:
         """
         try:
             import llguidance  # noqa: F401 - fail here, with the extra to install, not at the first request
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ModuleNotFoundError as exc:
-            hint = INSTALL_HINT if exc.name == "llguidance" else f"pip install {exc.name}"
-            raise PlannerUnavailable(f"The local planner needs {exc.name}; install it with {hint}.") from None
-        if torch.cuda.is_available():
-            device, dtype = "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            device, dtype = "cpu", torch.float32
-        if is_gguf(model_id):
-            tokenizer, model = load_gguf(Path(model_id), dtype)
-        else:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(model_id)
-                model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype)
-            except (OSError, ValueError) as exc:
-                raise PlannerUnavailable(f"The local planner could not load CHATEDIT_LOCAL_LLM={model_id!r}: "
-                                         f"{first_line(exc)}") from None
+        except ModuleNotFoundError:
+            raise PlannerUnavailable(f"The local planner needs llguidance; install it with {INSTALL_HINT}.") from None
+        tokenizer, model, device = load_chat_model(model_id)
         if adapter:
             try:
                 from peft import PeftModel
@@ -217,4 +229,4 @@ class LocalPlanner:
         return result
 
 
-__all__ = ["Generation", "LocalPlanner"]
+__all__ = ["Generation", "LocalPlanner", "load_chat_model"]

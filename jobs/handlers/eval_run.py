@@ -2,7 +2,8 @@
 
 Payload (:class:`EvalRunPayload`): ``planner`` (rules, reference, openai, local), ``dataset``
 (``NAME@N``, resolved in the database: a payload never names a file), ``split``, ``limit``,
-``constrained`` (local only), ``model`` (openai only), ``batch_size``. The local planner answers a
+``constrained`` (local only), ``model`` (openai only), ``checkpoint`` (local only: a fine-tuning checkpoint,
+its run's base model with its adapter), ``batch_size``. The local planner answers a
 batch of requests that share a label set in one decode; the others answer one by one. Examples are
 stored as each batch finishes, so a cancelled run keeps what it scored (status ``cancelled``), and
 a run that is started again (a retried job) starts over on its own row.
@@ -37,6 +38,7 @@ class EvalRunPayload(Payload):
     constrained: bool | None = None
     model: Annotated[str, Field(max_length=200)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=64)] = 8
+    checkpoint: Annotated[int, Field(ge=1)] | None = None
 
 
 def handle(ctx: JobContext) -> dict[str, Any]:
@@ -153,8 +155,20 @@ def _answerer(ctx: JobContext, payload: EvalRunPayload):  # type: ignore[no-unty
             return [(json.dumps([dict(c) for c in r.commands], ensure_ascii=False), [dict(c) for c in r.commands],
                      0.0, None) for r in batch]
         return reference, {}
+    detail: dict[str, Any] = {}
     try:
-        planner = make_planner(payload.planner, settings, model=payload.model)
+        if payload.checkpoint is not None:
+            from jobs.planner_models import local_planner
+            from jobs.services.training import TrainingError, checkpoint_source
+
+            try:
+                base, adapter_key, run_id, step = checkpoint_source(ctx.services, payload.checkpoint)
+            except TrainingError as exc:
+                raise PermanentError(str(exc)) from None
+            planner = local_planner(ctx.services, base, adapter_key)
+            detail = {"checkpoint": payload.checkpoint, "training_run": run_id, "step": step}
+        else:
+            planner = make_planner(payload.planner, settings, model=payload.model)
     except PlannerUnavailable as exc:
         raise PermanentError(str(exc)) from None
     if payload.planner == "local":
@@ -174,7 +188,7 @@ def _answerer(ctx: JobContext, payload: EvalRunPayload):  # type: ignore[no-unty
                     answers[i] = (generation.text, parsed(generation.text), each, generation.tokens)
             return [a for a in answers if a is not None]
 
-        return local, {"model": getattr(planner, "model_id", ""), "adapter": getattr(planner, "adapter", None)}
+        return local, {"model": getattr(planner, "model_id", ""), "adapter": getattr(planner, "adapter", None), **detail}
 
     def one_by_one(batch: Sequence[DatasetRow]) -> list[Answer]:
         answers: list[Answer] = []

@@ -24,6 +24,7 @@ KIND_PERMISSIONS: dict[str, str] = {
     "dataset_harvest": "datasets.manage",
     "eval_planner": "datasets.manage",
     "eval_run": "datasets.manage",
+    "finetune": "training.run",
 }
 
 

@@ -60,6 +60,8 @@ class RunRecord:
         decoding = "" if self.constrained is None else (" (constrained)" if self.constrained else " (free)")
         model = self.planner_detail.get("model")
         who = f"{self.planner} {model}" if model else self.planner
+        if self.planner_detail.get("checkpoint") is not None:  # a fine-tuning checkpoint: its run and step say which
+            who = f"{self.planner} run {self.planner_detail.get('training_run')} step {self.planner_detail.get('step')}"
         return f"#{self.id} {who}{decoding} on {self.dataset}{'/' + self.split if self.split else ''}"
 
 
@@ -77,8 +79,11 @@ class ExampleRecord:
 
 def submit_run(services: Services, actor: Actor, *, planner: str, dataset: str, split: str | None = "test",
                constrained: bool | None = None, limit: int | None = None, model: str | None = None,
-               batch_size: int = 8) -> int:
-    """Queue an ``eval_run`` job; the dataset is ``NAME[@N]`` (the newest version when no number is given)."""
+               batch_size: int = 8, checkpoint: int | None = None) -> int:
+    """Queue an ``eval_run`` job; the dataset is ``NAME[@N]`` (the newest version when no number is given).
+
+    ``checkpoint`` (local planner only) evaluates a fine-tuning checkpoint: its run's base model with its adapter.
+    """
     require(actor, "datasets.manage")
     if planner not in PLANNERS:
         raise EvaluationError(f"There is no planner called {planner!r}; the planners are {', '.join(PLANNERS)}.")
@@ -92,6 +97,10 @@ def submit_run(services: Services, actor: Actor, *, planner: str, dataset: str, 
         payload["constrained"] = constrained
     if model:
         payload["model"] = model
+    if checkpoint is not None:
+        if planner != "local":
+            raise EvaluationError("A fine-tuning checkpoint is evaluated by the local planner; choose planner local.")
+        payload["checkpoint"] = checkpoint
     return services.queue.enqueue("eval_run", payload, lane="batch", owner_id=actor.id, max_attempts=1)
 
 
