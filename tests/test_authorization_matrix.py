@@ -176,6 +176,7 @@ gallery      Y     Y      Y        Y
 review       Y     -      Y        -
 datasets     Y     -      -        -
 evaluation   Y     -      -        -
+finetune     Y     -      -        -
 settings     Y     Y      Y        Y
 accounts     Y     -      -        -
 status       Y     Y      Y        Y

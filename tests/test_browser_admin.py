@@ -1,10 +1,13 @@
-"""The admin pages in a real browser: Datasets with a version of real seed rows, Evaluation with two runs compared.
+"""The admin pages in a real browser: Datasets with a version of real seed rows, Evaluation with two runs compared,
+Fine-tuning with a finished run of the tiny model (its loss curve, checkpoints and validity by step).
 
-Screenshots `datasets.png` and `evaluation.png` (copied to docs/screenshots/ with CHATEDIT_SAVE_SCREENSHOTS=1).
+Screenshots `datasets.png`, `evaluation.png` and `finetune.png` (copied to docs/screenshots/ with
+CHATEDIT_SAVE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,10 @@ import pytest
 from core.settings import load_settings
 from finetune.dataset_formats import read_rows
 from jobs.queue import JobStatus
-from jobs.services import Services, datasets, evaluations
+from jobs.services import Services, datasets, evaluations, training
 from jobs.services.permissions import local_actor
 from tests.browser_support import browser_page, keep_screenshots, serving, shot, wait_idle
+from tests.finetune_support import MEMO_CONFIG, make_memo_dataset, save_tiny_base
 
 pytestmark = pytest.mark.slow
 
@@ -53,4 +57,42 @@ def test_the_datasets_and_evaluation_pages_show_real_data(tmp_path: Path) -> Non
             expect(page.get_by_role("heading", name="Per command (F1)")).to_be_visible()
             wait_idle(page)
             shot(page, shots / "evaluation.png")
+    keep_screenshots(shots)
+
+
+def test_the_finetune_page_shows_a_finished_run(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    shots = tmp_path / "screenshots"
+    base = save_tiny_base(tmp_path / "tiny")
+    with serving(tmp_path) as (url, data_dir):
+        services = Services.from_settings(load_settings(data_dir=data_dir))
+        try:
+            admin = local_actor(services)
+            spec = make_memo_dataset(services, admin)
+            run = training.start_training(services, admin, base_model=str(base), dataset=spec, config=MEMO_CONFIG)
+            assert run.job_id is not None
+            # the served app's workers train it (gpu lane) and evaluate its checkpoints (batch lane)
+            assert services.queue.wait(run.job_id, timeout_s=600).status is JobStatus.SUCCEEDED
+            deadline = time.monotonic() + 600
+            while True:
+                points = training.checkpoints(services, admin, run.id)
+                states = [e.status if e is not None else "queued" for p in points for e in p.evaluations.values()]
+                if len(states) == 2 * len(points) and not {"queued", "running"} & set(states):
+                    break
+                assert time.monotonic() < deadline, f"checkpoint evaluations never ended: {states}"
+                time.sleep(0.5)
+            assert set(states) == {"succeeded"}
+            training.register_planner(services, admin, points[-1].id, "tiny-memo-step12")
+        finally:
+            services.close()
+
+        with browser_page(shots) as page:
+            page.set_viewport_size({"width": 1400, "height": 2600})
+            page.goto(f"{url}/finetune")
+            expect(page.get_by_role("heading", name="Fine-tuning")).to_be_visible()
+            expect(page.get_by_role("heading", name="Validity by step")).to_be_visible()
+            expect(page.get_by_text(f"Run #{run.id} trained 12 steps")).to_be_visible()
+            wait_idle(page)
+            shot(page, shots / "finetune.png")
     keep_screenshots(shots)

@@ -18,6 +18,7 @@ GALLERY = PAGES_DIR / "gallery.py"
 REVIEW = PAGES_DIR / "review.py"
 DATASETS = PAGES_DIR / "datasets.py"
 EVALUATION = PAGES_DIR / "evaluation.py"
+FINETUNE = PAGES_DIR / "finetune.py"
 SETTINGS = PAGES_DIR / "settings.py"
 ACCOUNTS = PAGES_DIR / "accounts.py"
 STATUS = PAGES_DIR / "status.py"
@@ -35,6 +36,7 @@ PAGE_PERMISSIONS: dict[str, str | None] = {
     "review": "review.decide",
     "datasets": "datasets.manage",
     "evaluation": "datasets.manage",
+    "finetune": "training.run",
     "settings": None,
     "accounts": "users.manage",
     "status": None,
@@ -55,6 +57,7 @@ def pages(actor: Actor) -> list[st.Page]:  # type: ignore[name-defined]
         (REVIEW, "Review", ":material/rate_review:", "review"),
         (DATASETS, "Datasets", ":material/dataset:", "datasets"),
         (EVALUATION, "Evaluation", ":material/analytics:", "evaluation"),
+        (FINETUNE, "Fine-tuning", ":material/model_training:", "finetune"),
         (SETTINGS, "Settings", ":material/tune:", "settings"),
         (ACCOUNTS, "Accounts", ":material/group:", "accounts"),
         (STATUS, "Status", ":material/monitor_heart:", "status"),

@@ -17,7 +17,8 @@ from core.backends import GENERATIVE_BACKENDS, OPENAI_IMAGE_VARIABLE
 from core.planner_install import local_planner_model
 from core.rules import load_rules
 from core.settings import Settings
-from jobs.services.permissions import PermissionDenied
+from jobs.services import Services, training
+from jobs.services.permissions import Actor, PermissionDenied
 from jobs.user_settings import (
     LORA_WEIGHT_HIGH,
     LORA_WEIGHT_LOW,
@@ -29,6 +30,8 @@ from jobs.user_settings import (
     save_preferences,
 )
 
+#: The preference that names a registered fine-tuned planner (a choice of them, not free text).
+FINE_TUNED = "fine_tuned_planner"
 #: What each planner is, in one sentence.
 PLANNER_ABOUT = {
     "rules": "Offline rule parser for English and Chinese: no key, no network, always available.",
@@ -101,6 +104,7 @@ def render() -> None:
         st.success(notice)
 
     _backends(services.settings, stored)
+    planners = training.planner_models(services)
 
     with st.form("preferences"):
         values: dict[str, Any] = {}
@@ -113,8 +117,10 @@ def render() -> None:
             current = stored.get(pref.key, builtin)
             widget_key = f"pref_{pref.key}"
             shown = shown_value(pref, current)
-            if pref.kind == "text":
-                value: Any = st.text_input(pref.label, value=shown, key=widget_key, help=pref.help,
+            if pref.key == FINE_TUNED:
+                value: Any = _fine_tuned_select(pref, planners, shown, widget_key)
+            elif pref.kind == "text":
+                value = st.text_input(pref.label, value=shown, key=widget_key, help=pref.help,
                                            max_chars=MAX_MODEL_NAME)
             elif pref.kind == "bool":
                 value = st.toggle(pref.label, value=shown, key=widget_key, help=pref.help)
@@ -129,7 +135,7 @@ def render() -> None:
                                         key=widget_key, format="%.2f",
                                         help=f"{pref.help} From {pref.low:g} to {pref.high:g}.")
             if use or value != shown:  # a value the person changed is theirs, ticked or not
-                values[pref.key] = value
+                values[pref.key] = None if pref.key == FINE_TUNED and not value else value  # None: the team's
         loras = _lora_inputs(services.settings, stored.get("loras") or [])
         if loras:
             values["loras"] = loras
@@ -150,6 +156,46 @@ def render() -> None:
         _forget_widgets()
         st.session_state["settings_notice"] = "Saved: every setting uses its built-in default."
         st.rerun()
+    if can("training.run"):
+        _team_default_planner(services, actor, planners)
+
+
+def _fine_tuned_select(pref: Preference, planners: list[training.PlannerModelRecord], shown: str, key: str) -> str:
+    """The fine-tuned planner as a choice of the registered ones ("" is the team's default)."""
+    default = next((m.name for m in planners if m.is_default), None)
+    options = ["", *(m.name for m in planners)]
+    if shown and shown not in options:  # stored, but no planner has that name here
+        options.append(shown)
+    about = {m.name: f"{m.name} (run {m.run_id}, step {m.step})" if m.step is not None else m.name for m in planners}
+    team = f"team default ({default})" if default else "team default (none: the local planner's base model)"
+    return st.selectbox(pref.label, options, index=options.index(shown), key=key, help=pref.help,
+                        format_func=lambda n: team if not n else about.get(n, f"{n} (not registered)"))
+
+
+def _team_default_planner(services: Services, actor: Actor, planners: list[training.PlannerModelRecord]) -> None:
+    """Admins choose which fine-tuned planner answers everyone who chose none of their own."""
+    st.subheader("Team default planner")
+    if not planners:
+        st.caption("No fine-tuned planner is registered yet: use a checkpoint as a planner on the Fine-tuning page.")
+        return
+    by_id = {m.id: m for m in planners}
+    current = next((m.id for m in planners if m.is_default), None)
+    options: list[int | None] = [None, *by_id]
+    chosen = st.selectbox("Team default planner", options, index=options.index(current), key="team_default_planner",
+                          format_func=lambda i: "none (the installation's planner)" if i is None else by_id[i].name,
+                          help="The fine-tuned planner that answers everyone who chose no planner, or chose the "
+                               "local planner without a fine-tuned one of their own.")
+    if not st.button("Set the team default", key="set_team_default", disabled=chosen == current):
+        return
+    try:
+        training.set_default_planner(services, actor, chosen)
+    except (training.TrainingError, PermissionDenied) as exc:
+        st.error(str(exc))
+        return
+    st.session_state["settings_notice"] = (f"{by_id[chosen].name} is the team's default planner now." if chosen
+                                           is not None else "The team has no default fine-tuned planner now.")
+    _forget_widgets()
+    st.rerun()
 
 
 def shown_value(pref: Preference, current: Any) -> Any:
@@ -167,7 +213,7 @@ def shown_value(pref: Preference, current: Any) -> Any:
 
 def _forget_widgets() -> None:
     """Drop the form's widget states, so the next run builds them from the stored values."""
-    for key in [k for k in st.session_state if str(k).startswith(("use_", "pref_", "lora_"))]:
+    for key in [k for k in st.session_state if str(k).startswith(("use_", "pref_", "lora_", "team_default"))]:
         st.session_state.pop(key, None)
 
 
