@@ -404,10 +404,11 @@ def _require_own_job(services: Any, actor: Actor, job: JobRecord, verb: str,
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules, so this file stays the foundation's commands."""
-    from app import cli_datasets, cli_edit, cli_segmentation, cli_users
+    from app import cli_datasets, cli_edit, cli_finetune, cli_segmentation, cli_users
 
     cli_datasets.register(cli)
     cli_edit.register(cli)
+    cli_finetune.register(cli)
     cli_segmentation.register(cli)
     cli_users.register(cli)
 

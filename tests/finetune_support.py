@@ -53,18 +53,9 @@ def finish_training(services: Services, run_id: int, *, timeout_s: float = 600) 
         assert run.job_id is not None
         job = services.queue.wait(run.job_id, timeout_s=timeout_s)
         deadline = time.monotonic() + timeout_s
-        for checkpoint in training.checkpoints(services, admin, run_id):
-            for job_id in _eval_jobs(services, checkpoint.id):
-                services.queue.wait(job_id, timeout_s=max(1.0, deadline - time.monotonic()))
+        for job_id in training.evaluation_jobs(services, admin, run_id):
+            services.queue.wait(job_id, timeout_s=max(1.0, deadline - time.monotonic()))
         return job
-
-
-def _eval_jobs(services: Services, checkpoint_id: int) -> list[int]:
-    from db.models import TrainingCheckpoint
-
-    with services.database.session() as session:
-        row = session.get(TrainingCheckpoint, checkpoint_id)
-        return [int(j) for j in (row.eval_jobs.values() if row is not None else [])]
 
 
 def _admin(services: Services) -> Actor:

@@ -44,8 +44,8 @@ PLANNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 __all__ = ["ACTIVE", "FINETUNE_KIND", "CheckpointRecord", "InvalidTrainingConfig", "PlannerChoice",
            "PlannerModelRecord", "StepRecord", "TrainingConfig", "TrainingError", "TrainingRunRecord",
-           "cancel_training", "checkpoints", "get_training_run", "list_training_runs", "planner_choice",
-           "planner_models", "register_planner", "resume_training", "set_default_planner", "start_training",
+           "cancel_training", "checkpoints", "evaluation_jobs", "get_training_run", "list_training_runs",
+           "planner_choice", "planner_models", "register_planner", "resume_training", "set_default_planner", "start_training",
            "training_config", "training_steps"]
 
 
@@ -272,6 +272,16 @@ def checkpoints(services: Services, actor: Actor, run_id: int) -> list[Checkpoin
                                         resumable=r.state_key is not None, evaluations=evaluations,
                                         planner_name=registered.get(r.id), created_at=r.created_at))
     return records
+
+
+def evaluation_jobs(services: Services, actor: Actor, run_id: int, *, unfinished: bool = False) -> list[int]:
+    """The ``eval_run`` jobs queued for the run's checkpoints (only those not ended yet, with ``unfinished``)."""
+    require(actor, "training.run")
+    with services.database.session() as session:
+        rows = session.exec(select(TrainingCheckpoint).where(TrainingCheckpoint.run_id == run_id)
+                            .order_by(col(TrainingCheckpoint.step))).all()
+        jobs = [int(j) for r in rows for _, j in sorted(r.eval_jobs.items())]
+    return [j for j in jobs if not services.queue.get(j).terminal] if unfinished else jobs
 
 
 def checkpoint_source(services: Services, checkpoint_id: int) -> tuple[str, str, int, int]:
