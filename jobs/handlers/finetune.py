@@ -77,8 +77,17 @@ def handle(ctx: JobContext) -> dict[str, Any]:
         session.execute(sa.update(TrainingRun.__table__).where(TrainingRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
                         .values(status="running", step=start_step, error=None))
     began = time.perf_counter()
+    #: Seconds spent storing steps and progress, and storing checkpoints: the job's own cost beside training.
+    spent = {"reporting_s": 0.0, "checkpointing_s": 0.0}
 
     def on_step(log: StepLog) -> None:
+        mark = time.perf_counter()
+        try:
+            _store_step(log)
+        finally:
+            spent["reporting_s"] += time.perf_counter() - mark
+
+    def _store_step(log: StepLog) -> None:
         with services.database.write_session() as session:
             session.add(TrainingStep(run_id=run_id, step=log.step, loss=log.loss, learning_rate=log.learning_rate,
                                      tokens_per_s=log.tokens_per_s, epoch=log.epoch))
@@ -90,6 +99,13 @@ def handle(ctx: JobContext) -> dict[str, Any]:
             pass  # the flag is set: the trainer stops after this step, with a checkpoint (should_stop below)
 
     def on_checkpoint(step: int, path: Path, loss: float | None) -> None:
+        mark = time.perf_counter()
+        try:
+            _store_checkpoint(step, path, loss)
+        finally:
+            spent["checkpointing_s"] += time.perf_counter() - mark
+
+    def _store_checkpoint(step: int, path: Path, loss: float | None) -> None:
         adapter_key = services.blobs.put(pack_directory(path, ADAPTER_FILES))
         state_key = services.blobs.put(pack_directory(path))
         with services.database.write_session() as session:
@@ -126,7 +142,8 @@ def handle(ctx: JobContext) -> dict[str, Any]:
             assert run is not None
             run.status, run.error = status, error
             if outcome is not None:
-                run.details = {**run.details, **outcome.details, "resumed_from": start_step or None}
+                run.details = {**run.details, **outcome.details, "resumed_from": start_step or None,
+                               **{k: round(v, 3) for k, v in spent.items()}}
             if status in ("succeeded", "cancelled", "failed"):
                 run.finished_at = utcnow()
             session.add(run)
