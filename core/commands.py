@@ -62,7 +62,7 @@ def extract_commands(text: str) -> list[Any]:
     while start != -1:
         try:
             value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # a model's "[[[[…" deeper than the decoder's stack
             value = None
         if isinstance(value, list) and value and all(isinstance(v, dict) and "command" in v for v in value):
             return value

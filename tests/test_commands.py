@@ -188,3 +188,14 @@ def test_system_prompt_shows_the_format_with_single_braces() -> None:
     for language in ("en", "zh"):
         text = system_prompt(["Background"], language)
         assert '{"command": ' in text and "{{" not in text
+
+
+def test_an_answer_nested_deeper_than_the_json_decoder_can_go_is_not_commands_not_a_crash() -> None:
+    """A freely decoding model can write "[[[[…" for hundreds of tokens: an evaluation or a plan job must score it
+    as unparsable, not fail with RecursionError."""
+    deep = "[" * 5000 + "]" * 5000
+    assert extract_commands(deep) == [], "the innermost [] is the only array that could be commands"
+    with pytest.raises(CommandsNotFound):
+        extract_commands("[" * 5000 + "1" + "]" * 5000)
+    assert extract_commands(deep[:4000] + ' [{"command": "advice", "paras": ["ok"]}]') == [
+        {"command": "advice", "paras": ["ok"]}]
