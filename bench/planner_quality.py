@@ -6,9 +6,11 @@ command grammar and freely, on the seed dataset's test split (deduplicated, spli
 ``chatedit datasets import`` does) and on the held-out set's test half
 (``tests/data/heldout_requests.json``). The rule planner and the reference run on every row; the
 model on the first ``--model-n`` rows of each set (CPU time). The model runs as the ``eval_run``
-job runs it: one batch per label set, greedy, 512 new tokens at most.
+job runs it: one batch per label set, greedy, 512 new tokens at most; ``--adapter DIR`` adds the model
+with a LoRA adapter (a fine-tuned checkpoint), before → after in one table.
 
     .venv/bin/python -m bench.planner_quality --model-n 40
+    .venv/bin/python -m bench.planner_quality --model-n 10 --adapter /tmp/smollm2-lora/adapter-300
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def score(rows: list[Any], answer: Any) -> tuple[dict[str, Any], float]:
     return aggregate(scores).to_dict()["scalars"], time.perf_counter() - start
 
 
-def answerers(model_path: str | None) -> dict[str, Any]:
+def answerers(model_path: str | None, adapters: list[str] | None = None, base: bool = True) -> dict[str, Any]:
     from core.commands import CommandsNotFound, extract_commands
     from core.planners import make_planner
     from finetune.metrics import produced_items
@@ -78,9 +80,7 @@ def answerers(model_path: str | None) -> dict[str, Any]:
     if model_path:
         from core.planners.local_planner import LocalPlanner
 
-        planner = LocalPlanner.load(model_path)
-
-        def local(constrained: bool) -> Any:
+        def local(planner: Any, constrained: bool) -> Any:
             def run(batch: list[Any]) -> list[tuple[str, list[Any] | None]]:
                 out: dict[int, tuple[str, list[Any] | None]] = {}
                 groups: dict[tuple[str, ...], list[int]] = {}
@@ -93,19 +93,29 @@ def answerers(model_path: str | None) -> dict[str, Any]:
                 return [out[i] for i in range(len(batch))]
             return run
 
-        found["SmolLM2 constrained"] = local(True)
-        found["SmolLM2 free"] = local(False)
+        if base:
+            untuned = LocalPlanner.load(model_path)
+            found["SmolLM2 constrained"] = local(untuned, True)
+            found["SmolLM2 free"] = local(untuned, False)
+        for adapter in adapters or []:
+            tuned = LocalPlanner.load(model_path, adapter)
+            name = f"SmolLM2+LoRA {Path(adapter).name}"
+            found[f"{name} constrained"] = local(tuned, True)
+            found[f"{name} free"] = local(tuned, False)
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-n", type=int, default=40, help="rows per set the model answers (0: skip the model)")
+    parser.add_argument("--adapter", action="append", default=[],
+                        help="a LoRA adapter folder of SmolLM2 (bench/finetune_real.py's adapter-N); repeatable")
+    parser.add_argument("--no-base", action="store_true", help="skip the untuned model (its figures are known)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference and the rule planner")
     args = parser.parse_args()
     model_path = None
     if args.model_n:
         from core.planner_install import install_planner
-
         from core.settings import load_settings
 
         model_path = str(install_planner(load_settings().data_dir))
@@ -114,7 +124,9 @@ def main() -> None:
     header = "| set | planner | rows | " + " | ".join(COLUMNS) + " | s/row |"
     print(header)
     print("|" + "---|" * (len(COLUMNS) + 4))
-    planners = answerers(model_path)
+    planners = answerers(model_path, args.adapter, base=not args.no_base)
+    if args.no_reference:
+        planners = {k: v for k, v in planners.items() if k.startswith("SmolLM2")}
     for set_name, rows in sets.items():
         for name, answer in planners.items():
             subset = rows[: args.model_n] if name.startswith("SmolLM2") else rows
