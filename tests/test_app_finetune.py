@@ -234,6 +234,17 @@ def test_a_finished_run_shows_its_curve_and_checkpoints_and_becomes_a_planner(ap
     assert admin_settings.selectbox(key="pref_fine_tuned_planner").options[0] == \
         "team default (none: the local planner's base model)"
 
+    # A planner that turned out badly is removed from the Fine-tuning page; its checkpoint stays.
+    at = open_app_as(team.token(team.admin), page="finetune", run=str(run.id))
+    assert _table(at, "team default").to_dict("records")[0]["planner"] == "tiny-memo-step12"
+    at.button(key="finetune_unregister").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == ("tiny-memo-step12 is no longer offered in Settings; whoever chose it gets the "
+                                   "team's default fine-tuned planner.")
+    assert training.planner_models(app_env) == [] and len(training.checkpoints(app_env, team.admin, run.id)) == 2
+    assert training.planner_choice(app_env, {"planner": "local", "fine_tuned_planner": "tiny-memo-step12"}).model \
+        is None
+
 
 def test_an_editor_has_no_finetune_page(team: Team) -> None:
     with pytest.raises(ValueError, match="Could not find a navigation page"):

@@ -268,3 +268,16 @@ def test_a_run_whose_job_ended_unrecorded_reads_as_failed_and_is_not_waited_for(
     assert not training.cancel_training(services, team.admin, run.id)
     with pytest.raises(training.TrainingError, match="stored no checkpoint"):
         training.resume_training(services, team.admin, run.id)
+
+
+def test_a_request_for_a_planner_no_longer_registered_fails_with_a_sentence(services: Services, team: Team) -> None:
+    from jobs.planning import PlanningFailed
+
+    with running_worker(services, lanes=["interactive"]), pytest.raises(PlanningFailed) as refused:
+        plan_request(services, "remove the hat", labels=LABELS, planner="local", fine_tuned=999,
+                     user_id=team.admin.id)
+    assert str(refused.value) == ("The fine-tuned planner 999 is no longer registered; choose another in Settings.")
+    with pytest.raises(training.TrainingError, match="There is no registered planner 999."):
+        training.unregister_planner(services, team.admin, 999)
+    with pytest.raises(PermissionDenied):
+        training.unregister_planner(services, team.editor, 999)

@@ -40,6 +40,7 @@ CANCEL, RESUME, RESUME_STEPS = "finetune_cancel", "finetune_resume", "finetune_r
 #: Use as planner.
 CHECKPOINT, PLANNER_NAME, MAKE_DEFAULT, REGISTER = ("finetune_checkpoint", "finetune_planner_name",
                                                     "finetune_make_default", "finetune_register")
+UNREGISTER_CHOICE, UNREGISTER = "finetune_unregister_choice", "finetune_unregister"
 #: A sentence to show once after the page runs again (what the last action did).
 NOTICE = "finetune_notice"
 
@@ -406,15 +407,40 @@ def _use_as_planner(services: Services, actor: Actor, run: door.TrainingRunRecor
                             help="Letters, digits, '.', '_' or '-'; Settings lists the planner under this name.")
     make_default = st.checkbox("Make it the team's default planner", key=MAKE_DEFAULT,
                                help="It then answers everyone who chose no fine-tuned planner of their own.")
-    if not st.button("Use as planner", key=REGISTER, type="primary"):
+    if st.button("Use as planner", key=REGISTER, type="primary"):
+        try:
+            model = door.register_planner(services, actor, chosen.id, name, make_default=make_default)
+        except (door.TrainingError, PermissionDenied) as exc:
+            st.error(f"{exc} Nothing was registered.")
+        else:
+            st.session_state[NOTICE] = (
+                f"{model.name} (step {chosen.step:,} of run #{run.id}) is a planner now: everyone can choose it in "
+                "Settings (Fine-tuned planner, with the local planner)."
+                + (" It is the team's default planner." if model.is_default else ""))
+            st.rerun()
+    _registered(services, actor)
+
+
+def _registered(services: Services, actor: Actor) -> None:
+    """Every registered planner (of any run), and Remove: a bad one leaves Settings; its checkpoint stays."""
+    models = door.planner_models(services)
+    if not models:
+        return
+    st.subheader("Registered planners")
+    st.dataframe(pd.DataFrame([{"planner": m.name, "run": m.run_id, "step": m.step, "base": _short(m.base_model),
+                                "team default": "yes" if m.is_default else "", "by": m.registered_by,
+                                "registered": when(m.created_at)} for m in models]), hide_index=True)
+    by_id = {m.id: m for m in models}
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Planner to remove", list(by_id), key=UNREGISTER_CHOICE,
+                            format_func=lambda i: by_id[i].name)
+    if not right.button("Remove", key=UNREGISTER):
         return
     try:
-        model = door.register_planner(services, actor, chosen.id, name, make_default=make_default)
+        removed = door.unregister_planner(services, actor, chosen)
     except (door.TrainingError, PermissionDenied) as exc:
-        st.error(f"{exc} Nothing was registered.")
+        st.error(str(exc))
         return
-    st.session_state[NOTICE] = (
-        f"{model.name} (step {chosen.step:,} of run #{run.id}) is a planner now: everyone can choose it in Settings "
-        "(Fine-tuned planner, with the local planner)."
-        + (" It is the team's default planner." if model.is_default else ""))
+    st.session_state[NOTICE] = (f"{removed.name} is no longer offered in Settings; whoever chose it gets the team's "
+                                "default fine-tuned planner.")
     st.rerun()

@@ -45,7 +45,7 @@ PLANNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 __all__ = ["ACTIVE", "FINETUNE_KIND", "CheckpointRecord", "InvalidTrainingConfig", "PlannerChoice",
            "PlannerModelRecord", "StepRecord", "TrainingConfig", "TrainingError", "TrainingRunRecord",
            "cancel_training", "checkpoints", "evaluation_jobs", "get_training_run", "list_training_runs",
-           "planner_choice", "planner_models", "register_planner", "resume_training", "set_default_planner", "start_training",
+           "planner_choice", "planner_models", "register_planner", "unregister_planner", "resume_training", "set_default_planner", "start_training",
            "training_config", "training_steps"]
 
 
@@ -337,6 +337,21 @@ def set_default_planner(services: Services, actor: Actor, model_id: int | None) 
             session.execute(sa.update(PlannerModel).where(col(PlannerModel.id) == model_id).values(is_default=True))
         record_audit(session, actor.id, "planner.default", "planner_model", None if model_id is None else str(model_id),
                      {})
+
+
+def unregister_planner(services: Services, actor: Actor, model_id: int) -> PlannerModelRecord:
+    """Take a registered planner out of Settings (its checkpoint stays). Whoever chose it gets the team's default
+    fine-tuned planner from their next request on; a request already queued for it fails with a sentence."""
+    require(actor, "training.run")
+    removed = planner_model_by_id(services, model_id)
+    if removed is None:
+        raise TrainingError(f"There is no registered planner {model_id}.", planner=model_id)
+    with services.database.write_session() as session:
+        session.execute(sa.delete(PlannerModel.__table__).where(  # type: ignore[attr-defined]
+            PlannerModel.__table__.c.id == model_id))  # type: ignore[attr-defined]
+        record_audit(session, actor.id, "planner.unregister", "planner_model", str(model_id),
+                     {"name": removed.name, "checkpoint": removed.checkpoint_id})
+    return removed
 
 
 def planner_models(services: Services) -> list[PlannerModelRecord]:
