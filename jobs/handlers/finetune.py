@@ -43,6 +43,7 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     from jobs.planner_models import pack_directory, unpack_blob
     from jobs.services import datasets
     from jobs.services.permissions import actor_for
+    from jobs.services.training import last_resumable_checkpoint
 
     services = ctx.services
     run_id = FinetunePayload.of(ctx).run
@@ -55,9 +56,8 @@ def handle(ctx: JobContext) -> dict[str, Any]:
             raise PermanentError(f"Training run {run_id} is run by job {run.job_id} now, not by this one.")
         config = TrainingConfig.model_validate(run.config)
         base_model, dataset, total = run.base_model, run.dataset, run.total_steps
-        last = session.execute(sa.select(TrainingCheckpoint.step, TrainingCheckpoint.state_key)
-                               .where(TrainingCheckpoint.run_id == run_id, TrainingCheckpoint.state_key.is_not(None))
-                               .order_by(TrainingCheckpoint.step.desc()).limit(1)).first()
+        resumable = last_resumable_checkpoint(session, run_id)
+        last = None if resumable is None else (resumable.step, resumable.state_key)
     name, number = datasets.parse_spec(dataset)
     rows = [r for r in datasets.usable_rows(services, actor, name, number)
             if r.split == "train" and r.checks.get("contract", True) is True]
@@ -67,8 +67,8 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     resume_from = None
     start_step = 0
     if last is not None:
-        start_step = int(last.step)
-        resume_from = unpack_blob(services, last.state_key, work / f"checkpoint-{start_step}")
+        start_step, state_key = last
+        resume_from = unpack_blob(services, state_key, work / f"checkpoint-{start_step}")
     else:
         shutil.rmtree(work, ignore_errors=True)
     with services.database.write_session() as session:

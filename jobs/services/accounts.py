@@ -402,6 +402,11 @@ class Accounts:
 
 
 
+def display_names(session: Session) -> dict[int, str]:
+    """Every user's id → how pages name them (display name, else the user name)."""
+    return {int(i): (d or n) for i, n, d in session.exec(select(User.id, User.name, User.display_name)).all()}
+
+
 def record_audit(session: Session, actor_id: int | None, action: str, object_type: str, object_id: str | None,
                  detail: dict[str, Any], at: datetime | None = None) -> None:
     """Append one row to the audit log, in the caller's transaction (so it holds exactly when the change does)."""

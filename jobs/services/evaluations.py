@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from db.models import EvalExample, EvalRun, User
+from db.models import EvalExample, EvalRun
 from finetune.metrics import (  # noqa: F401 - re-exported: app/ reads metric names only through this door
     ERROR_TYPES,
     LANGUAGE_METRICS,
@@ -26,6 +26,7 @@ from finetune.metrics import (  # noqa: F401 - re-exported: app/ reads metric na
     metrics_table,
 )
 from jobs.services import Services
+from jobs.services.accounts import display_names
 from jobs.services.datasets import get_version, parse_spec
 from jobs.services.permissions import Actor, require
 
@@ -108,7 +109,7 @@ def list_runs(services: Services, actor: Actor, *, limit: int = 200) -> list[Run
     """Stored runs, newest first."""
     require(actor, "datasets.manage")
     with services.database.session() as session:
-        names = _names(session)
+        names = display_names(session)
         rows = session.exec(select(EvalRun).order_by(col(EvalRun.id).desc()).limit(limit)).all()
         return [_run(r, names) for r in rows]
 
@@ -119,7 +120,7 @@ def get_run(services: Services, actor: Actor, run_id: int) -> RunRecord:
         row = session.get(EvalRun, run_id)
         if row is None:
             raise EvaluationError(f"There is no evaluation run {run_id}.")
-        return _run(row, _names(session))
+        return _run(row, display_names(session))
 
 
 def run_of_job(services: Services, actor: Actor, job_id: int) -> RunRecord | None:
@@ -127,7 +128,7 @@ def run_of_job(services: Services, actor: Actor, job_id: int) -> RunRecord | Non
     require(actor, "datasets.manage")
     with services.database.session() as session:
         row = session.exec(select(EvalRun).where(EvalRun.job_id == job_id)).first()
-        return None if row is None else _run(row, _names(session))
+        return None if row is None else _run(row, display_names(session))
 
 
 def run_examples(services: Services, actor: Actor, run_id: int) -> list[ExampleRecord]:
@@ -141,9 +142,6 @@ def run_examples(services: Services, actor: Actor, run_id: int) -> list[ExampleR
                               produced=None if r.produced is None else list(r.produced), score=dict(r.score))
                 for r in rows]
 
-
-def _names(session: Any) -> dict[int, str]:
-    return {int(i): (d or n) for i, n, d in session.exec(select(User.id, User.name, User.display_name)).all()}
 
 
 def _run(r: EvalRun, names: dict[int, str]) -> RunRecord:

@@ -21,7 +21,7 @@ from db.models import REVIEW_DECISIONS, ChatMessage, History, Job, Step, StepCom
 from jobs.histories import HistoryRecord, StepNotFound, StepRecord, get_history, history_record, step_record, touch
 from jobs.services import Services
 from jobs.services.access import readable_filter, readable_step
-from jobs.services.accounts import record_audit
+from jobs.services.accounts import display_names, record_audit
 from jobs.services.permissions import Actor, require
 
 #: Every state a step can be in, in the order filters offer them.
@@ -152,7 +152,7 @@ def thread(services: Services, actor: Actor, step_id: int) -> list[ThreadEntry]:
     """A step's decisions and comments, oldest first; pinned comments numbered 1, 2, … in that order."""
     readable_step(services, actor, step_id)
     with services.database.session() as session:
-        names = _names(session)
+        names = display_names(session)
         reviews = session.exec(select(StepReview).where(StepReview.step_id == step_id)).all()
         comments = session.exec(select(StepComment).where(StepComment.step_id == step_id)).all()
     entries = [_review_entry(r, names.get(r.reviewer_id, "?")) for r in reviews]
@@ -180,7 +180,7 @@ def step_states(services: Services, step_ids: list[int]) -> dict[int, StepState]
 
 def _states(session: Session, steps: dict[int, int | None]) -> dict[int, StepState]:
     ids = list(steps)
-    names = _names(session)
+    names = display_names(session)
     newest: dict[int, StepReview] = {}
     for review in session.exec(select(StepReview).where(col(StepReview.step_id).in_(ids))
                                .order_by(col(StepReview.created_at), col(StepReview.id))).all():
@@ -222,7 +222,7 @@ def review_queue(services: Services, actor: Actor, *, states: frozenset[str] = O
     query = query.order_by(col(Step.created_at).desc(), col(Step.id).desc())
     items: list[ReviewItem] = []
     with services.database.session() as session:
-        names = _names(session)
+        names = display_names(session)
         offset, page = 0, max(limit * 4, 100)
         while len(items) < limit:
             rows = session.exec(query.offset(offset).limit(page)).all()
@@ -324,9 +324,6 @@ def _comment_text(text: str | None, step_id: int, *, required: bool) -> str | No
                             step_id=step_id)
     return cleaned
 
-
-def _names(session: Session) -> dict[int, str]:
-    return {int(i): (d or n) for i, n, d in session.exec(select(User.id, User.name, User.display_name)).all()}
 
 
 def _review_entry(row: StepReview, name: str) -> ThreadEntry:

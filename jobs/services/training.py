@@ -23,12 +23,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from db.models import PlannerModel, TrainingCheckpoint, TrainingRun, TrainingStep, User
+from db.models import PlannerModel, TrainingCheckpoint, TrainingRun, TrainingStep
 from db.types import utcnow
 from finetune.training_config import InvalidTrainingConfig, TrainingConfig, training_config
 from jobs.queue import CancelOutcome
 from jobs.services import Services
-from jobs.services.accounts import record_audit
+from jobs.services.accounts import display_names, record_audit
 from jobs.services.datasets import get_version, parse_spec
 from jobs.services.evaluations import RunRecord, run_of_job
 from jobs.services.permissions import Actor, require
@@ -172,7 +172,7 @@ def resume_training(services: Services, actor: Actor, run_id: int, *, steps: int
         if current.active:
             raise TrainingError(f"Training run {run_id} is {run.status}; it can be resumed once it stopped.",
                                 run=run_id)
-        last = _last_checkpoint(session, run_id)
+        last = last_resumable_checkpoint(session, run_id)
         if last is None:
             raise TrainingError(f"Training run {run_id} stored no checkpoint, so there is nothing to resume from; "
                                 "start a new run instead.", run=run_id)
@@ -219,7 +219,7 @@ def list_training_runs(services: Services, actor: Actor, *, limit: int = 200) ->
     """Runs, newest first."""
     require(actor, "training.run")
     with services.database.session() as session:
-        names = _names(session)
+        names = display_names(session)
         rows = session.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(limit)).all()
         records = [_run_record(r, names) for r in rows]
     return [_as_its_job_ended(services, r) for r in records]
@@ -228,7 +228,7 @@ def list_training_runs(services: Services, actor: Actor, *, limit: int = 200) ->
 def get_training_run(services: Services, actor: Actor, run_id: int) -> TrainingRunRecord:
     require(actor, "training.run")
     with services.database.session() as session:
-        record = _run_record(_run_row(session, run_id), _names(session))
+        record = _run_record(_run_row(session, run_id), display_names(session))
     return _as_its_job_ended(services, record)
 
 
@@ -357,14 +357,10 @@ def unregister_planner(services: Services, actor: Actor, model_id: int) -> Plann
 def planner_models(services: Services) -> list[PlannerModelRecord]:
     """Every registered planner, oldest first (Settings offers them to everyone, so no permission is asked)."""
     with services.database.session() as session:
-        names = _names(session)
+        names = display_names(session)
         rows = session.exec(select(PlannerModel).order_by(col(PlannerModel.id))).all()
         steps = _checkpoint_steps(session, [r.checkpoint_id for r in rows if r.checkpoint_id is not None])
         return [_model_record(r, names, steps) for r in rows]
-
-
-def planner_model_named(services: Services, name: str) -> PlannerModelRecord | None:
-    return next((m for m in planner_models(services) if m.name == name), None)
 
 
 def planner_model_by_id(services: Services, model_id: int) -> PlannerModelRecord | None:
@@ -403,14 +399,12 @@ def _run_row(session: Any, run_id: int) -> TrainingRun:
     return run
 
 
-def _last_checkpoint(session: Any, run_id: int) -> TrainingCheckpoint | None:
+def last_resumable_checkpoint(session: Any, run_id: int) -> TrainingCheckpoint | None:
+    """The run's latest checkpoint that has a trainer state: where resuming, or a re-claimed job, goes on from."""
     return session.exec(select(TrainingCheckpoint).where(TrainingCheckpoint.run_id == run_id,
                                                          col(TrainingCheckpoint.state_key).is_not(None))
                         .order_by(col(TrainingCheckpoint.step).desc())).first()
 
-
-def _names(session: Any) -> dict[int, str]:
-    return {int(i): (d or n) for i, n, d in session.exec(select(User.id, User.name, User.display_name)).all()}
 
 
 def _checkpoint_steps(session: Any, ids: list[int]) -> dict[int, tuple[int, int]]:
